@@ -1,0 +1,3 @@
+from explainface.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The `explainface` command: a thin argparse layer over the library.
+
+Each subcommand lives in a `_cmd_<name>` function that parses nothing itself
+and calls public library functions, so a notebook user can do the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from explainface import __version__
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from explainface.models import describe_model, list_models
+
+    rows = [describe_model(name, width=args.width, input_size=args.input_size) for name in list_models()]
+    header = f"{'name':<10} {'params':>10} {'target layer':<22} {'target map':<14} {'embedding':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        shape = "x".join(str(s) for s in r["target_shape"])
+        print(f"{r['name']:<10} {r['params']:>10,} {r['target_layer']:<22} {shape:<14} {r['embedding_dim']:>9}")
+    return 0
+
+
+def _cmd_templates(args: argparse.Namespace) -> int:
+    from explainface.losses.templates import template_counts, build_templates
+
+    k = args.k if args.k == "full" else int(args.k)
+    t = build_templates(args.height, args.width or args.height, k=k, tau=args.tau)
+    n_neg, n_one, n_two = template_counts(args.height, args.width or args.height, k=k)
+    print(f"{t.shape[0]} templates of {t.shape[1]}x{t.shape[2]}: {n_neg} negative, {n_one} one-peak, {n_two} two-peak")
+    if args.out:
+        from explainface.losses.templates import save_template_grid
+
+        save_template_grid(t, args.out, limit=args.show)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="explainface",
+        description="Explainable face recognition with the Explainable Channel Loss (ECLoss).",
+    )
+    p.add_argument("--version", action="version", version=f"explainface {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="<command>")
+
+    m = sub.add_parser("models", help="list the registered networks and their target layers")
+    m.add_argument("--width", type=float, default=0.25, help="channel width multiplier (default 0.25)")
+    m.add_argument("--input-size", type=int, default=112, choices=(112, 224))
+    m.set_defaults(func=_cmd_models)
+
+    t = sub.add_parser("templates", help="count (and optionally draw) the activation templates of a map size")
+    t.add_argument("--height", type=int, default=14)
+    t.add_argument("--width", type=int, default=None, help="default: same as --height")
+    t.add_argument("--k", default="400", help='number of templates or "full" (default 400)')
+    t.add_argument("--tau", type=float, default=0.001)
+    t.add_argument("--out", default=None, help="PNG file to draw the first templates into")
+    t.add_argument("--show", type=int, default=48, help="how many templates to draw (evenly spaced)")
+    t.set_defaults(func=_cmd_templates)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The Explainable Channel Loss (paper §3.2 eqs. 5-7, §4.2; SPEC §2).
+
+For every channel map x (flattened to HW values) and template T_t:
+
+    L[x, t]   = sum_q x[q] T_t[q]                     (eq. 6 logits, one matmul)
+    P(t | x)  = softmax_t L[x, t]                     (eq. 6)
+    MI        = mean_x sum_t P(t|x) log(P(t|x) K)     (eq. 5 with P(t) = 1/K and the
+              = mean_x (log K - H(P(.|x)))             paper's P(x) approximation, = 1/K)
+    ECLoss    = -MI                                   (eq. 7; total = L_id + beta ECLoss)
+
+The mean runs over the B*C maps. ECLoss therefore rewards every map for matching
+one template confidently; it lies in [-log K, 0].
+
+Numerics. Only log-softmax / logsumexp appear; the loss is computed in float32
+(float64 if the maps are float64) with autocast disabled, so it cannot overflow
+in half precision; tau = 10 with activations of 1e3 is fine. Memory is
+O(B*C*chunk): the templates are processed in chunks sized to `max_chunk_bytes`
+with a streaming logsumexp, and the backward pass recomputes each chunk
+(`_PaperNegEntropy`, a custom autograd function). When everything fits in one
+chunk (the paper's K = 400 at B*C = 32,768 does), the gradient is formed in the
+forward pass and only a [B*C, HW] tensor is kept.
+
+Options beyond the paper (off by default, SPEC §2):
+
+* ``normalize="max"`` or ``"l2"``: divide each map by its max or L2 norm before
+  the logits, and use the templates in units of tau with a `temperature`:
+  ``L = (x / ||x||) . (T / tau) / temperature``. The loss then no longer depends
+  on the activation magnitude (the paper-mode loss is nearly flat for small
+  activations, see SPEC §2).
+* ``marginal="channels"``: replace the uniform prior by the per-image marginal
+  over channels, ``P_b(t) = mean_c P(t|x_bc)``, giving the true mutual
+  information between channel and template, ``MI_b = H(P_b) - mean_c H(P(.|x_bc))``:
+  it additionally rewards different channels for choosing different templates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from explainface.losses.base import MapRegularizer
+from explainface.losses.templates import PAPER_K, PAPER_TAU, KSpec, build_templates
+
+Normalize = Literal["none", "max", "l2"]
+Marginal = Literal["uniform", "channels"]
+
+#: Default working-memory budget of one template chunk (the N x chunk logits and
+#: their exp, about four such matrices at a time).
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+_NORM_EPS = 1e-6
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _chunk_size(n_rows: int, k: int, dtype: torch.dtype, max_chunk_bytes: int) -> int:
+    per_template = max(1, n_rows) * torch.finfo(dtype).bits // 8 * 4
+    return int(min(k, max(1, max_chunk_bytes // per_template)))
+
+
+class _PaperNegEntropy(torch.autograd.Function):
+    """Per-row negative entropy of softmax(x @ T^T), streamed over template chunks.
+
+    forward(x [N, HW], T [K, HW], chunk) -> sum_t p_t log p_t  [N]
+    d/dx = sum_t p_t (log p_t - sum_s p_s log p_s) T_t   (no cancellation: uses log p, not L - E[L])
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, t: torch.Tensor, chunk: int) -> torch.Tensor:  # type: ignore[override]
+        k = t.shape[0]
+        needs_grad = ctx.needs_input_grad[0]
+        if chunk >= k:
+            logp = torch.log_softmax(x @ t.T, dim=1)
+            p = logp.exp()
+            neg_h = (p * logp).sum(1)
+            if needs_grad:
+                # coef = p * (logp - neg_h) computed in place on logp to save one N x K buffer.
+                coef = logp.sub_(neg_h[:, None]).mul_(p)
+                ctx.save_for_backward(coef @ t)
+                ctx.single = True
+            return neg_h
+        # Streaming pass: running max m, s = sum e^{L-m}, w = sum e^{L-m} (L-m).
+        m = s = w = None
+        for start in range(0, k, chunk):
+            logits = x @ t[start : start + chunk].T
+            cmax = logits.max(1).values
+            if m is None:
+                m_new = cmax
+            else:
+                m_new = torch.maximum(m, cmax)
+                scale = torch.exp(m - m_new)
+                # re-centre the old sums on the new max: sum e^{L-m'} (L-m') = scale*(w + s*(m-m'))
+                w = scale * (w + s * (m - m_new))
+                s = scale * s
+            shifted = logits.sub_(m_new[:, None])
+            e = shifted.exp()
+            cs = e.sum(1)
+            cw = (e * shifted).sum(1)
+            s = cs if m is None else s + cs
+            w = cw if m is None else w + cw
+            m = m_new
+        log_s = torch.log(s)
+        neg_h = w / s - log_s  # E_p[L - m] - (lse - m)
+        if needs_grad:
+            ctx.save_for_backward(x, t, m + log_s, neg_h)
+            ctx.single = False
+            ctx.chunk = chunk
+        return neg_h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        if ctx.single:
+            (g,) = ctx.saved_tensors
+            return grad_out[:, None] * g, None, None
+        x, t, lse, neg_h = ctx.saved_tensors
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            gx = torch.zeros_like(x)
+            for start in range(0, t.shape[0], ctx.chunk):
+                tc = t[start : start + ctx.chunk]
+                logp = (x @ tc.T).sub_(lse[:, None])
+                p = logp.exp()
+                gx.addmm_(logp.sub_(neg_h[:, None]).mul_(p), tc)
+        return grad_out[:, None] * gx, None, None
+
+
+def _chunk_logsumexp(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(x @ t.T, dim=1)
+
+
+def _chunk_marginal_terms(
+    x: torch.Tensor, t: torch.Tensor, lse: torch.Tensor, batch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    logp = (x @ t.T - lse[:, None]).reshape(batch, -1, t.shape[0])
+    plogp = (logp.exp() * logp).sum(dim=(1, 2))
+    # log P_b(t) = logsumexp_c log p_bct - log C: stable where p underflows (no 0 * log 0 gradients)
+    log_marg = torch.logsumexp(logp, dim=1) - math.log(logp.shape[1])
+    mlogm = (log_marg.exp() * log_marg).sum(1)
+    return plogp, mlogm
+
+
+def _maybe_checkpoint(fn, *args, chunked: bool):
+    return checkpoint(fn, *args, use_reentrant=False) if chunked else fn(*args)
+
+
+def _marginal_mi(x: torch.Tensor, t: torch.Tensor, batch: int, chunk: int) -> torch.Tensor:
+    """Per-image MI(channel; template) = H(mean_c p_bc) - mean_c H(p_bc), chunked with checkpointing."""
+    k = t.shape[0]
+    chunked = chunk < k
+    starts = range(0, k, chunk)
+    lse = torch.logsumexp(
+        torch.stack([_maybe_checkpoint(_chunk_logsumexp, x, t[s : s + chunk], chunked=chunked) for s in starts], 1),
+        dim=1,
+    )
+    plogp = x.new_zeros(batch)
+    mlogm = x.new_zeros(batch)
+    for s in starts:
+        a, b = _maybe_checkpoint(_chunk_marginal_terms, x, t[s : s + chunk], lse, batch, chunked=chunked)
+        plogp = plogp + a
+        mlogm = mlogm + b
+    channels = x.shape[0] // batch
+    return plogp / channels - mlogm
+
+
+def ecloss(
+    maps: torch.Tensor,
+    k: KSpec = PAPER_K,
+    tau: float = PAPER_TAU,
+    radius: float | None = None,
+    normalize: Normalize = "none",
+    temperature: float = 0.1,
+    marginal: Marginal = "uniform",
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    templates: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """ECLoss = -MI(T; X) of target-layer maps [B, C, H, W] (paper eq. 7), a scalar in [-log K, 0].
+
+    `templates` ([K, H, W]) overrides k/radius (pass the tau they were built with);
+    otherwise they are built (and cached).
+    """
+    return -mutual_information(
+        maps, k, tau, radius, normalize, temperature, marginal, max_chunk_bytes, templates
+    )
+
+
+def mutual_information(
+    maps: torch.Tensor,
+    k: KSpec = PAPER_K,
+    tau: float = PAPER_TAU,
+    radius: float | None = None,
+    normalize: Normalize = "none",
+    temperature: float = 0.1,
+    marginal: Marginal = "uniform",
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    templates: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MI(T; X) of paper eq. 5 (see the module docstring), mean over the B*C maps; in [0, log K]."""
+    if maps.dim() != 4:
+        raise ValueError(f"maps must have shape [B, C, H, W], got {tuple(maps.shape)}")
+    if normalize not in ("none", "max", "l2"):
+        raise ValueError(f'normalize must be "none", "max" or "l2", got {normalize!r}')
+    if marginal not in ("uniform", "channels"):
+        raise ValueError(f'marginal must be "uniform" or "channels", got {marginal!r}')
+    if normalize != "none" and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    b, c, h, w = maps.shape
+    dtype = _compute_dtype(maps.dtype)
+    if templates is None:
+        templates = build_templates(h, w, k=k, tau=tau, radius=radius)
+    elif templates.shape[1:] != (h, w):
+        raise ValueError(f"templates are {tuple(templates.shape[1:])} but the maps are {h}x{w}")
+    with torch.autocast(device_type=maps.device.type, enabled=False):
+        x = maps.to(dtype).reshape(b * c, h * w)
+        t = templates.to(device=maps.device, dtype=dtype).reshape(templates.shape[0], h * w)
+        if normalize != "none":
+            # templates in units of tau: (x / |x|) . (T / tau) / temperature
+            norm = x.amax(1, keepdim=True) if normalize == "max" else x.norm(dim=1, keepdim=True)
+            x = x / (norm + _NORM_EPS) / (tau * temperature)
+        n_templates = t.shape[0]
+        chunk = _chunk_size(x.shape[0], n_templates, dtype, max_chunk_bytes)
+        if marginal == "channels":
+            return _marginal_mi(x, t, b, chunk).mean()
+        neg_h = _PaperNegEntropy.apply(x, t, chunk)
+        return math.log(n_templates) + neg_h.mean()
+
+
+class ECLoss(MapRegularizer):
+    """ECLoss as a module: ``loss = ECLoss()(maps)``; total loss = L_id + beta * loss (paper eq. 7).
+
+    Defaults are the paper's (K = 400, tau = 0.001, r = 4 at 14 x 14, uniform
+    prior, no normalisation): "paper mode". The templates are built on first use
+    for the map size seen and kept in a non-persistent buffer, so they follow
+    ``module.to(device)`` and are not written into checkpoints.
+    """
+
+    templates: torch.Tensor
+
+    def __init__(
+        self,
+        k: KSpec = PAPER_K,
+        tau: float = PAPER_TAU,
+        radius: float | None = None,
+        normalize: Normalize = "none",
+        temperature: float = 0.1,
+        marginal: Marginal = "uniform",
+        max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        super().__init__()
+        if normalize not in ("none", "max", "l2"):
+            raise ValueError(f'normalize must be "none", "max" or "l2", got {normalize!r}')
+        if marginal not in ("uniform", "channels"):
+            raise ValueError(f'marginal must be "uniform" or "channels", got {marginal!r}')
+        self.k, self.tau, self.radius = k, float(tau), radius
+        self.normalize, self.temperature, self.marginal = normalize, float(temperature), marginal
+        self.max_chunk_bytes = int(max_chunk_bytes)
+        self.register_buffer("templates", torch.empty(0), persistent=False)
+        self.last_mi: torch.Tensor | None = None
+
+    @property
+    def paper_mode(self) -> bool:
+        return self.normalize == "none" and self.marginal == "uniform"
+
+    def templates_for(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """The [K, H, W] templates for this map size on `device` (rebuilt if the size changes)."""
+        if self.templates.shape[1:] != (height, width) or self.templates.device != device:
+            t = build_templates(height, width, k=self.k, tau=self.tau, radius=self.radius)
+            self.templates = t.to(device)
+        return self.templates
+
+    def mutual_information(self, maps: torch.Tensor) -> torch.Tensor:
+        t = self.templates_for(maps.shape[2], maps.shape[3], maps.device)
+        mi = mutual_information(
+            maps,
+            tau=self.tau,
+            normalize=self.normalize,
+            temperature=self.temperature,
+            marginal=self.marginal,
+            max_chunk_bytes=self.max_chunk_bytes,
+            templates=t,
+        )
+        self.last_mi = mi.detach()
+        return mi
+
+    def compute(self, maps: torch.Tensor) -> torch.Tensor:
+        return -self.mutual_information(maps)
+
+    def extra_repr(self) -> str:
+        return (
+            f"k={self.k}, tau={self.tau}, radius={self.radius}, normalize={self.normalize!r}, "
+            f"temperature={self.temperature}, marginal={self.marginal!r}"
+        )
