@@ -66,3 +66,12 @@ def naive_marginal_mi(maps: torch.Tensor, templates: torch.Tensor) -> torch.Tens
     marg = p.mean(1)  # [B, K]
     h_marg = -(marg * torch.log(marg)).sum(-1)
     return (h_marg - h_cond).mean()
+
+
+def naive_mi_loop(maps: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
+    """Paper-mode MI with a Python loop over templates (any dtype; the benchmarks' naive baseline)."""
+    b, c, h, w = maps.shape
+    x = maps.reshape(b * c, h, w)
+    logits = torch.stack([(x * templates[t]).sum(dim=(1, 2)) for t in range(templates.shape[0])], dim=1)
+    logp = torch.log_softmax(logits, dim=1)
+    return (logp.exp() * logp).sum(1).mean() + math.log(templates.shape[0])

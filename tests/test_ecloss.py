@@ -212,3 +212,11 @@ def test_full_set_at_14x14_with_4096_maps_stays_under_1_gib_peak():
     peak, exact = map(int, out.stdout.split())
     assert exact == 1
     assert 0 < peak < 2**30, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_loop_reference_used_by_the_benchmark_agrees_with_the_broadcasting_reference():
+    from reference import naive_mi_loop
+
+    x = _maps((2, 3, 5, 5), 3.0)
+    t = naive_templates(5, 5, 60, tau=0.4)
+    assert float(naive_mi_loop(x, t)) == pytest.approx(float(naive_mi(x, t)), rel=1e-10)

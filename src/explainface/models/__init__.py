@@ -1,0 +1,28 @@
+"""Networks, identity heads and target-layer capture (SPEC §3).
+
+`create_model("vgg16_bn", width=0.25, input_size=112)` builds a VGG whose
+`target_layer` is a 14x14 ReLU map; `FeatureCapture` reaches the target layer of
+any other `nn.Module` by name.
+"""
+
+from explainface.models.capture import FeatureCapture, capture_features, find_module
+from explainface.models.heads import ArcFaceHead, CosFaceHead, SoftmaxHead, create_head
+from explainface.models.registry import create_model, describe_model, list_models, register_model
+from explainface.models.vgg import EmbeddingHead, VGGFace, cfgs
+
+__all__ = [
+    "ArcFaceHead",
+    "CosFaceHead",
+    "EmbeddingHead",
+    "FeatureCapture",
+    "SoftmaxHead",
+    "VGGFace",
+    "capture_features",
+    "cfgs",
+    "create_head",
+    "create_model",
+    "describe_model",
+    "find_module",
+    "list_models",
+    "register_model",
+]
