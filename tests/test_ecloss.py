@@ -101,7 +101,7 @@ def test_all_zero_maps_give_zero_loss_and_zero_finite_gradient():
     for kw in ({}, {"k": "full"}, {"normalize": "max"}, {"normalize": "l2"}, {"marginal": "channels"}):
         loss = ecloss(x, **kw)
         (g,) = torch.autograd.grad(loss, x)
-        assert float(loss) == pytest.approx(0.0, abs=1e-5), kw  # float32 rounding of log K ~ 9.9
+        assert loss.item() == pytest.approx(0.0, abs=1e-5), kw  # float32 rounding of log K ~ 9.9
         assert torch.isfinite(g).all() and float(g.abs().max()) < 1e-8, kw  # exactly 0 up to rounding
 
 
@@ -112,7 +112,7 @@ def test_no_overflow_for_tau_10_and_activations_up_to_1e3(k):
     loss = ecloss(x32, k=k, tau=10.0, max_chunk_bytes=200_000)
     (g,) = torch.autograd.grad(loss, x32)
     assert torch.isfinite(loss) and torch.isfinite(g).all()
-    assert -math.log(build_templates(14, 14, k=k).shape[0]) - 1e-4 <= float(loss) <= 1e-4
+    assert -math.log(build_templates(14, 14, k=k).shape[0]) - 1e-4 <= loss.item() <= 1e-4
     ref = ecloss(x32.detach().double(), k=k, tau=10.0)
     assert float(loss) == pytest.approx(float(ref), abs=1e-3)
 
@@ -182,6 +182,9 @@ def test_module_matches_function_and_keeps_templates_out_of_state_dict():
     assert mod.templates.shape == (400, 7, 9)  # rebuilt for the new size
     mod.double()
     assert mod.templates.dtype == torch.float64  # buffer follows the module
+    mod.half()
+    assert float(mod(y.detach())) == pytest.approx(float(ecloss(y.detach(), k=400)), rel=1e-6)
+    assert mod.templates.dtype == torch.float32  # never computed from rounded half templates
 
 
 def test_module_rejects_maps_that_are_not_4d():
