@@ -35,11 +35,11 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from reference import naive_mi_loop  # noqa: E402
-
-from explainface.losses import ECLoss, build_templates  # noqa: E402
+from explainface.losses import ECLoss  # noqa: E402
 from explainface.memory import peak_memory  # noqa: E402
 from explainface.models import create_head, create_model  # noqa: E402
+
+from reference import naive_mi_loop  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -126,7 +126,7 @@ def bench_loss(device: torch.device, reps: int, naive_reps: int, naive_full_maps
             name = "naive64" if dtype == torch.float64 else "naive32"
             reps_naive = naive_reps if k == 400 else 1
             td = tmpl.to(dtype)
-            t_naive, _ = time_fwd_bwd(lambda m: -naive_mi_loop(m, td), xn.to(dtype), reps_naive, device)
+            t_naive, _ = time_fwd_bwd(lambda m, td=td: -naive_mi_loop(m, td), xn.to(dtype), reps_naive, device)
             row.update({f"{name}_s": t_naive, f"speedup_vs_{name}": t_naive / t_fast_same})
         rows.append(row)
         print(

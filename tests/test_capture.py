@@ -79,7 +79,7 @@ def test_list_of_names_fills_outputs_by_name() -> None:
     assert set(cap.outputs) == {"stem.1", "head.flat"}
     assert cap.outputs["head.flat"].shape == (2, 4)
     with pytest.raises(ValueError, match="outputs"):
-        cap.output
+        _ = cap.output
 
 
 def test_tuple_output_captures_its_first_tensor() -> None:
@@ -107,7 +107,7 @@ def test_detach_cuts_the_captured_output_from_the_graph() -> None:
 def test_output_before_any_forward_pass_raises() -> None:
     with FeatureCapture(_net(), "head.fc") as cap:
         with pytest.raises(RuntimeError, match="forward pass"):
-            cap.output
+            _ = cap.output
 
 
 def test_capture_features_returns_model_output_and_feature() -> None:

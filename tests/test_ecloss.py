@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from explainface.losses import ECLoss, build_templates, ecloss, mutual_information
+
 from reference import naive_marginal_mi, naive_mi, naive_templates
 
 

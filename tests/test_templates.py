@@ -13,6 +13,7 @@ from explainface.losses.templates import (
     template_counts,
     template_index,
 )
+
 from reference import naive_one_peak, naive_templates
 
 

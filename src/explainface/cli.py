@@ -27,7 +27,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_templates(args: argparse.Namespace) -> int:
-    from explainface.losses.templates import template_counts, build_templates
+    from explainface.losses.templates import build_templates, template_counts
 
     k = args.k if args.k == "full" else int(args.k)
     t = build_templates(args.height, args.width or args.height, k=k, tau=args.tau)

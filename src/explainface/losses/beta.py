@@ -62,7 +62,9 @@ class AutoBeta:
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if not (rho > 0 and 0 < min_value <= init <= max_value):
-            raise ValueError(f"need rho > 0 and 0 < min <= init <= max, got rho={rho}, {min_value} <= {init} <= {max_value}")
+            raise ValueError(
+                f"need rho > 0 and 0 < min <= init <= max, got rho={rho}, {min_value} <= {init} <= {max_value}"
+            )
         self.value = float(init)
         self.rho, self.momentum = float(rho), float(momentum)
         self.min_value, self.max_value = float(min_value), float(max_value)
@@ -119,9 +121,7 @@ def make_beta(beta: float | str | BetaController, **auto_kwargs: float) -> BetaC
     return ConstantBeta(float(beta))
 
 
-def target_gradient_norms(
-    features: torch.Tensor, id_loss: torch.Tensor, reg_loss: torch.Tensor
-) -> tuple[float, float]:
+def target_gradient_norms(features: torch.Tensor, id_loss: torch.Tensor, reg_loss: torch.Tensor) -> tuple[float, float]:
     """L2 norms of d(id_loss)/d(features) and d(reg_loss)/d(features), graph kept for backward."""
     (g_id,) = torch.autograd.grad(id_loss, features, retain_graph=True, allow_unused=True)
     (g_reg,) = torch.autograd.grad(reg_loss, features, retain_graph=True, allow_unused=True)

@@ -42,7 +42,6 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from explainface.losses.base import MapRegularizer
@@ -180,9 +179,7 @@ def ecloss(
     `templates` ([K, H, W]) overrides k/radius (pass the tau they were built with);
     otherwise they are built (and cached).
     """
-    return -mutual_information(
-        maps, k, tau, radius, normalize, temperature, marginal, max_chunk_bytes, templates
-    )
+    return -mutual_information(maps, k, tau, radius, normalize, temperature, marginal, max_chunk_bytes, templates)
 
 
 def mutual_information(

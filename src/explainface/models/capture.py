@@ -101,9 +101,7 @@ class FeatureCapture:
         return self.outputs[name]
 
 
-def capture_features(
-    model: nn.Module, x: torch.Tensor, layer: str, detach: bool = False
-) -> tuple[Any, torch.Tensor]:
+def capture_features(model: nn.Module, x: torch.Tensor, layer: str, detach: bool = False) -> tuple[Any, torch.Tensor]:
     """Run `model(x)` once and return `(model output, output of module `layer`)`."""
     with FeatureCapture(model, layer, detach=detach) as cap:
         out = model(x)

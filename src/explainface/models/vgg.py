@@ -21,8 +21,7 @@ from explainface.models.registry import register_model
 cfgs: dict[int, list[int | str]] = {
     13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # B
     16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],  # D
-    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-         512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],  # E
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],  # E
 }
 
 
@@ -61,8 +60,9 @@ class EmbeddingHead(nn.Module):
     insightface arcface_torch style (SPEC §3); verification compares these embeddings.
     """
 
-    def __init__(self, in_channels: int, in_size: tuple[int, int], embedding_dim: int = 512,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, in_size: tuple[int, int], embedding_dim: int = 512, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.flatten = nn.Flatten(1)
