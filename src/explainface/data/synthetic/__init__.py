@@ -1,5 +1,32 @@
-"""The embedded synthetic face generator (SPEC §10): identities, nuisance, landmarks, part maps."""
+"""The embedded synthetic face generator (SPEC §10): identities, nuisance, landmarks, part maps.
 
-from explainface.data.synthetic.generator import DIFFICULTIES, FaceSample, SyntheticFaces
+The torch Dataset is imported lazily, so export workers that only render do not pay for torch.
+"""
 
-__all__ = ["DIFFICULTIES", "FaceSample", "SyntheticFaces"]
+from explainface.data.synthetic.generator import (
+    DIFFICULTIES,
+    HELDOUT_FIRST_IDENTITY,
+    FaceSample,
+    SyntheticFaces,
+)
+
+_LAZY = {"SyntheticFaceDataset", "identity_numbers", "to_tensor"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from explainface.data.synthetic import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DIFFICULTIES",
+    "HELDOUT_FIRST_IDENTITY",
+    "FaceSample",
+    "SyntheticFaceDataset",
+    "SyntheticFaces",
+    "identity_numbers",
+    "to_tensor",
+]

@@ -83,6 +83,9 @@ def landmarks_3d(shape: Shape, expr: Expression) -> np.ndarray:
     c, si = np.cos(phi), np.sin(phi)
     pts[0:17, 0] = -s.face_w * np.sign(c) * np.abs(c) ** e
     pts[0:17, 1] = s.jaw_top + (s.chin - s.jaw_top) * np.abs(si) ** e
+    # an open mouth drops the jaw with the lower lip, most at the chin
+    gap = 0.2 * expr.open_mouth
+    pts[0:17, 1] += gap * ((pts[0:17, 1] - s.jaw_top) / (s.chin - s.jaw_top)) ** 2
 
     # brows: right 17-21 outer -> inner, left 22-26 inner -> outer
     t = np.linspace(0.0, 1.0, 5)
@@ -114,7 +117,6 @@ def landmarks_3d(shape: Shape, expr: Expression) -> np.ndarray:
 
     # mouth: outer 48-59 (right corner, upper lip, left corner, lower lip), inner 60-67
     mw, my = s.mouth_w * (1.0 + 0.12 * expr.smile), s.mouth_y
-    gap = 0.2 * expr.open_mouth
     lift = 0.09 * expr.smile  # corners up when smiling
     lu, ll = s.lip_upper, s.lip_lower
     outer = np.array(

@@ -9,13 +9,17 @@ translation, scale, in-plane rotation, a left-right turn (3-D yaw),
 expression (smile, open mouth, blink), gaze, lighting gradient and brightness,
 colour cast, clothes, background clutter, occluders, blur and noise.
 
-`difficulty` scales the nuisance: "easy" (0.5), "medium" (1.0, the default),
-"hard" (1.5), or any float. Identity parameters do not depend on it.
+`difficulty` scales the nuisance: "easy" (0.75), "medium" (1.5, the default),
+"hard" (2.0), or any float in [0, 3]. Identity parameters do not depend on it.
+The default was set by measurement (benchmarks/synth_baseline.py: vgg13_bn,
+width 0.25, softmax, 4 minutes on the 2-core CPU, 200 x 20 training faces,
+3,000 held-out pairs): level 1.0 gave 93.2% verification accuracy, level 1.5
+gave 85.4%; the default is 1.5 so that later comparisons have room below 95%.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,7 +35,9 @@ from explainface.data.synthetic.face_model import (
 )
 
 GENERATOR_VERSION = "1"
-DIFFICULTIES: dict[str, float] = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
+#: Held-out identities (verification pairs) are numbered from here; train identities below it.
+HELDOUT_FIRST_IDENTITY = 1_000_000
+DIFFICULTIES: dict[str, float] = {"easy": 0.75, "medium": 1.5, "hard": 2.0}
 
 _SKIN = np.array([[255, 224, 196], [241, 194, 160], [224, 172, 128], [198, 134, 94], [141, 85, 54], [96, 62, 42]])
 _HAIR = np.array([[25, 20, 18], [70, 45, 30], [120, 80, 45], [200, 160, 90], [150, 60, 30], [160, 160, 160]])
@@ -111,7 +117,8 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         lip_lower=m.lip_lower * (1 + _n(rng, 0.25)),
     )
     skin = _pick_color(rng, _SKIN, 8.0)
-    lips = tuple(float(v) for v in np.clip(np.array(skin) * [0.85, 0.55, 0.58] + rng.normal(0, 8, 3), 0, 255))
+    # lips: skin with less green and blue (always redder than the skin), a little individual variation
+    lips = tuple(float(v) for v in np.clip(np.array(skin) * ([0.85, 0.55, 0.58] + rng.normal(0, 0.04, 3)), 0, 255))
     style = HAIR_STYLES[int(rng.choice(len(HAIR_STYLES), p=[0.3, 0.25, 0.2, 0.08, 0.17]))]
     beard = int(rng.choice(3, p=[0.75, 0.12, 0.13]))
     mole = None
@@ -221,8 +228,9 @@ def _render_sample(person: Identity, rng: np.random.Generator, d: float, size: i
         roll=float(np.clip(rng.normal(0.0, 0.12 * d), -0.5, 0.5)),
         yaw=float(np.clip(rng.uniform(-0.45, 0.45) * d, -0.75, 0.75)),
         scale=size * 0.225 * float(np.exp(np.clip(rng.normal(0.0, 0.08 * d), -0.3, 0.3))),
-        cx=size * (0.5 + float(np.clip(rng.normal(0.0, 0.045 * d), -0.15, 0.15))),
-        cy=size * (0.5 + float(np.clip(rng.normal(0.0, 0.045 * d), -0.15, 0.15))),
+        # pixel centres at integers (iBUG/OpenCV): continuous u in [0, 1] maps to size * u - 0.5
+        cx=size * (0.5 + float(np.clip(rng.normal(0.0, 0.045 * d), -0.15, 0.15))) - 0.5,
+        cy=size * (0.5 + float(np.clip(rng.normal(0.0, 0.045 * d), -0.15, 0.15))) - 0.5,
     )
     lm3 = landmarks_3d(shape, expr)
     lm = project(lm3, pose)
@@ -365,10 +373,10 @@ __all__ = [
     "DIFFICULTIES",
     "FaceSample",
     "GENERATOR_VERSION",
+    "HELDOUT_FIRST_IDENTITY",
     "Identity",
     "Look",
     "SyntheticFaces",
     "sample_identity",
     "with_difficulty",
-    "replace",
 ]
