@@ -6,7 +6,14 @@ any other `nn.Module` by name.
 """
 
 from explainface.models.capture import FeatureCapture, capture_features, find_module
-from explainface.models.heads import ArcFaceHead, CosFaceHead, SoftmaxHead, create_head
+from explainface.models.heads import (
+    ArcFaceHead,
+    CosFaceHead,
+    PartialFCHead,
+    SoftmaxHead,
+    create_head,
+    identity_loss,
+)
 from explainface.models.registry import create_model, describe_model, list_models, register_model
 from explainface.models.vgg import EmbeddingHead, VGGFace, cfgs
 
@@ -15,6 +22,7 @@ __all__ = [
     "CosFaceHead",
     "EmbeddingHead",
     "FeatureCapture",
+    "PartialFCHead",
     "SoftmaxHead",
     "VGGFace",
     "capture_features",
@@ -23,6 +31,7 @@ __all__ = [
     "create_model",
     "describe_model",
     "find_module",
+    "identity_loss",
     "list_models",
     "register_model",
 ]

@@ -98,15 +98,77 @@ class ArcFaceHead(_MarginHead):
         return torch.where(cos_target > self.threshold, cos_theta_m, cos_target - self.fallback)
 
 
+class PartialFCHead(nn.Module):
+    """Sampled-class margin head for very many identities (Partial FC, An et al. 2021, in spirit).
+
+    Each step uses the class centres of the batch's labels plus uniformly drawn
+    negatives, `sample_rate` of all classes in total, so the logits are
+    [B, sampled] instead of [B, num_classes]. `loss(embedding, labels)` returns
+    the cross-entropy over the sampled classes; `forward` gives full logits for
+    inference. Sampling uses torch's global RNG, which checkpoints save, so
+    deterministic runs stay deterministic. Under DistributedDataParallel every
+    rank samples its own classes (the weight is replicated, not sharded).
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        sample_rate: float = 0.1,
+        s: float = 64.0,
+        m: float = 0.5,
+        margin: str = "arcface",
+    ) -> None:
+        super().__init__()
+        if not 0 < sample_rate <= 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
+        margins = {"arcface": ArcFaceHead, "cosface": CosFaceHead}
+        if margin not in (*margins, "none"):
+            raise ValueError(f"margin must be arcface, cosface or none, got {margin!r}")
+        self.num_classes, self.sample_rate = num_classes, sample_rate
+        self.inner = margins.get(margin, CosFaceHead)(embedding_dim, num_classes, s=s, m=0.0 if margin == "none" else m)
+        self.weight = self.inner.weight
+
+    def sample(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sampled class ids, labels re-indexed into them); positives always included."""
+        positive = torch.unique(labels)
+        n = max(len(positive), int(round(self.sample_rate * self.num_classes)))
+        if n >= self.num_classes:
+            return torch.arange(self.num_classes, device=labels.device), labels
+        score = torch.rand(self.num_classes, device=labels.device)
+        score[positive] = 2.0  # positives first
+        classes = torch.topk(score, n).indices.sort().values
+        return classes, torch.searchsorted(classes, labels)
+
+    def loss(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        classes, local = self.sample(labels)
+        cos = F.linear(F.normalize(embedding.float(), dim=1), F.normalize(self.weight[classes].float(), dim=1))
+        target = self.inner.margin(cos.gather(1, local[:, None]))
+        is_target = F.one_hot(local, len(classes)).bool()
+        return F.cross_entropy(self.inner.s * torch.where(is_target, target, cos), local)
+
+    def forward(self, embedding: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.inner(embedding, labels)
+
+
+def identity_loss(head: nn.Module, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The identity loss L_id of eq. 7: the head's own `loss` if it has one, else cross-entropy of its logits."""
+    own = getattr(head, "loss", None)
+    if callable(own):
+        return own(embedding, labels)
+    return F.cross_entropy(head(embedding, labels), labels)
+
+
 _HEADS: dict[str, type[nn.Module]] = {
     "softmax": SoftmaxHead,
     "cosface": CosFaceHead,
     "arcface": ArcFaceHead,
+    "partial_fc": PartialFCHead,
 }
 
 
 def create_head(name: str, embedding_dim: int, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build the identity head `name` ("softmax", "cosface" or "arcface"); kwargs go to its class (s, m)."""
+    """Build the identity head `name` ("softmax", "cosface", "arcface" or "partial_fc"); kwargs go to its class."""
     try:
         cls = _HEADS[name.lower()]
     except KeyError:

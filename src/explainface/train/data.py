@@ -1,0 +1,147 @@
+"""Training data: datasets from the config, and a deterministic, resumable, sharded batch order.
+
+The order of epoch e is a permutation seeded by (seed, e) alone, each rank
+takes every world-th item of it, and a resumed run starts the epoch at the
+batch it had reached: an interrupted run sees exactly the batches an
+uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from explainface.train.config import DataConfig, ValConfig
+
+
+class ResumableBatches(Sampler[list[int]]):
+    """Batch sampler: shuffled per (seed, epoch), sharded by rank, starting at a batch offset."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if n < batch_size * world:
+            raise ValueError(f"{n} training images are fewer than one batch of {batch_size} x {world} processes")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return (self.n // self.world) // self.batch_size
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start = epoch, start_batch
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g)[self.rank :: self.world].tolist()
+        b = self.batch_size
+        for i in range(self.start, self.steps_per_epoch):
+            yield order[i * b : (i + 1) * b]
+
+
+def build_train_dataset(cfg: DataConfig, size: int) -> tuple[Dataset, int]:
+    """(dataset of (image tensor, label), number of identities) for `cfg.kind`."""
+    if cfg.kind == "synthetic":
+        from explainface.data.synthetic import SyntheticFaceDataset
+
+        ds = SyntheticFaceDataset(cfg.identities, cfg.per_identity, size=size, seed=cfg.seed, difficulty=cfg.difficulty)
+        return ds, ds.num_classes
+    if cfg.root is None:
+        raise ValueError(f"data.kind={cfg.kind!r} needs data.root")
+    if cfg.kind == "folder":
+        from explainface.data.folders import IdentityFolderDataset, scan_identity_folders
+
+        _check_crop_cache(Path(cfg.root), size)
+        index = scan_identity_folders(cfg.root)
+        return IdentityFolderDataset(index, size=size), len(index.identities)
+    if cfg.kind == "recordio":
+        from explainface.data.recordio import RecordIODataset
+
+        ds = RecordIODataset(cfg.root, size=size)
+        return ds, ds.num_classes
+    raise ValueError(f"data.kind must be synthetic, folder or recordio, got {cfg.kind!r}")
+
+
+def _check_crop_cache(root: Path, size: int) -> None:
+    """Warn when a crop cache (made by `explainface crop`) was made for another input size."""
+    meta = root / "crop_meta.json"
+    if meta.is_file():
+        made = json.loads(meta.read_text()).get("size")
+        if made is not None and int(made) != size:
+            msg = f"{root}: crops were made at {made}px but the model takes {size}px; they will be resized"
+            warnings.warn(msg, stacklevel=2)
+
+
+class PairSet:
+    """Verification pairs with their images: `images` [N, 3, S, S] tensors, `pairs` rows of (i, j, same, fold)."""
+
+    def __init__(self, images: torch.Tensor, index: np.ndarray, same: np.ndarray, folds: np.ndarray) -> None:
+        self.images, self.index, self.same, self.folds = images, index, same, folds
+
+
+def build_pair_set(cfg: ValConfig, data: DataConfig, size: int) -> PairSet | None:
+    """The validation pairs of the config: held-out synthetic identities, or an LFW pairs.txt under `val.root`."""
+    if not cfg.pairs:
+        return None
+    from explainface.data.pairs import make_pairs, read_lfw_pairs
+
+    if cfg.pairs == "synthetic":
+        from explainface.data.synthetic import SyntheticFaceDataset
+
+        ds = SyntheticFaceDataset(
+            cfg.heldout_identities, cfg.heldout_per_identity, size=size, seed=data.seed,
+            difficulty=data.difficulty, split="heldout",
+        )  # fmt: skip
+        names = {f"id{i:05d}": cfg.heldout_per_identity for i in ds.ids}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fewer pairs per fold than LFW's 300 is expected here
+            pairs = make_pairs(names, folds=10, per_fold=300, seed=data.seed)
+        row = {name: n for n, name in enumerate(names)}
+        images = torch.stack([ds[i][0] for i in range(len(ds))])
+
+        def locate(name: str, k: int) -> int:
+            return row[name] * cfg.heldout_per_identity + k - 1
+
+    else:
+        from explainface.data.folders import read_image_rgb
+        from explainface.data.synthetic.dataset import to_tensor
+
+        if cfg.root is None:
+            raise ValueError("val.pairs is a pairs file: val.root must name the image folder")
+        pairs = read_lfw_pairs(cfg.pairs)
+        keys = sorted({(p.name_a, p.index_a) for p in pairs} | {(p.name_b, p.index_b) for p in pairs})
+        slot = {key: n for n, key in enumerate(keys)}
+        tensors = []
+        for name, k in keys:
+            path = _find_image(Path(cfg.root), name, k)
+            img = read_image_rgb(path)
+            if img is None:
+                raise ValueError(f"{path}: unreadable image needed by {cfg.pairs}")
+            import cv2
+
+            tensors.append(to_tensor(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)))
+        images = torch.stack(tensors)
+
+        def locate(name: str, k: int) -> int:
+            return slot[(name, k)]
+
+    index = np.array([(locate(p.name_a, p.index_a), locate(p.name_b, p.index_b)) for p in pairs])
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    return PairSet(images, index, same, folds)
+
+
+def _find_image(root: Path, name: str, k: int) -> Path:
+    for ext in (".jpg", ".png", ".jpeg", ".bmp", ".pgm"):
+        p = root / name / f"{name}_{k:04d}{ext}"
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"no image {name}_{k:04d}.* under {root / name}")

@@ -1,0 +1,64 @@
+"""DistributedDataParallel plumbing: the same command runs alone or under ``torchrun --nproc_per_node=N``.
+
+NCCL on GPUs, gloo on CPUs (so a 2-process CPU run is testable); rank 0 alone
+writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device_type: str) -> Dist:
+    """Join the process group torchrun describes in the environment; a plain run is world size 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def all_agree(flag: bool, d: Dist, device: torch.device) -> bool:
+    """True when any rank's flag is true (so all ranks stop together)."""
+    if not d.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def replica_max_difference(params: list[torch.Tensor], d: Dist) -> float:
+    """Largest absolute difference between this rank's parameters and rank 0's (0 when alone)."""
+    if not d.enabled:
+        return 0.0
+    flat = torch.cat([p.detach().reshape(-1).float() for p in params])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = torch.tensor([float((flat - ref).abs().max())], device=flat.device)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff.item())
+
+
+def shutdown(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,389 @@
+"""The trainer: identity loss + beta * regulariser (paper eq. 7) with SGD, checkpoints that resume exactly.
+
+One `Trainer(config, out_dir).train()` call runs or resumes a run in `out_dir`:
+
+    out_dir/config.yaml            the resolved config
+    out_dir/checkpoints/last.safetensors   (+ .json)  written every `checkpoint_every` steps and at the end
+    out_dir/metrics.csv            every logged step: losses, MI, beta, lr, throughput
+    out_dir/val.csv                verification accuracy on the validation pairs
+    out_dir/tb/                    TensorBoard events of the same scalars
+    out_dir/curves.png             loss / beta / accuracy curves
+    out_dir/summary.json           what the run did
+
+A run killed at any moment restarts from the last checkpoint: model, head,
+optimizer, beta controller, torch RNG and the position in the epoch are all
+restored, and batches are a function of (seed, epoch, position), so in
+deterministic mode the resumed run ends with the same weights as an
+uninterrupted one (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from explainface.losses import ECLoss, make_beta
+from explainface.losses.beta import target_gradient_norms
+from explainface.models import FeatureCapture, create_head, create_model, identity_loss
+from explainface.train import distributed as dd
+from explainface.train.checkpoint import (
+    load_checkpoint,
+    optimizer_tensors,
+    prefixed,
+    restore_optimizer,
+    save_checkpoint,
+    unprefixed,
+)
+from explainface.train.config import TrainConfig
+from explainface.train.data import ResumableBatches, build_pair_set, build_train_dataset
+
+METRIC_FIELDS = ["step", "epoch", "lr", "beta", "loss", "id_loss", "reg_loss", "mi", "grad_norm", "images_per_s"]
+
+
+class TrainModule(nn.Module):
+    """Backbone + identity head as one module, so DDP syncs both: (images, labels) -> (L_id, target maps)."""
+
+    def __init__(self, model: nn.Module, head: nn.Module, target_layer: str | None) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+        self.target_layer = target_layer
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.target_layer is None and hasattr(self.model, "forward_with_features"):
+            emb, feat = self.model.forward_with_features(x)
+        else:
+            layer = self.target_layer or self.model.target_layer
+            with FeatureCapture(self.model, layer) as cap:
+                emb = self.model(x)
+            feat = cap.output
+        return identity_loss(self.head, emb, y), feat
+
+
+def _resolve_device(name: str, d: dd.Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", d.local_rank)
+    return dev
+
+
+class Trainer:
+    """Builds everything from a `TrainConfig`, resumes from `out_dir` when it holds a checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> None:
+        self.cfg, self.out = cfg, Path(out_dir)
+        r = cfg.run
+        if r.threads:
+            torch.set_num_threads(int(r.threads))
+        probe = _resolve_device(r.device, dd.Dist())
+        self.dist = dd.init_distributed(probe.type)
+        self.device = _resolve_device(r.device, self.dist)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        torch.manual_seed(r.seed + self.dist.rank)
+        if r.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.progress = progress and self.dist.main
+
+        m = cfg.model
+        self.dataset, self.num_classes = build_train_dataset(cfg.data, m.input_size)
+        model = create_model(m.name, width=m.width, input_size=m.input_size, embedding_dim=m.embedding_dim,
+                             dropout=m.dropout)  # fmt: skip
+        h = cfg.head
+        head_kw: dict[str, Any] = {}
+        if h.name in ("cosface", "arcface"):
+            head_kw = {"s": h.s, "m": h.m}
+        elif h.name == "partial_fc":
+            head_kw = {"s": h.s, "m": h.m, "sample_rate": h.sample_rate, "margin": h.margin}
+        head = create_head(h.name, m.embedding_dim, self.num_classes, **head_kw)
+        self.module = TrainModule(model, head, m.target_layer).to(self.device)
+        self.channels_last = (r.channels_last == "auto" and self.device.type == "cuda") or r.channels_last is True
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        g = cfg.regularizer
+        self.reg = None
+        if g.name == "ecloss":
+            self.reg = ECLoss(k=g.k, tau=g.tau, radius=g.radius, normalize=g.normalize, temperature=g.temperature,
+                              marginal=g.marginal).to(self.device)  # fmt: skip
+        elif g.name != "none":
+            raise ValueError(f"regularizer.name must be none or ecloss, got {g.name!r}")
+        self.beta = make_beta(g.beta)
+        o = cfg.optim
+        self.opt = torch.optim.SGD(self.module.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.sampler = ResumableBatches(len(self.dataset), o.batch_size, r.seed, self.dist.rank, self.dist.world)
+        self.total_steps = o.max_steps or o.epochs * self.sampler.steps_per_epoch
+        self.loader = DataLoader(
+            self.dataset, batch_sampler=self.sampler, num_workers=cfg.data.workers,
+            persistent_workers=cfg.data.workers > 0, pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        self.pairs = build_pair_set(cfg.val, cfg.data, m.input_size) if self.dist.main else None
+        self.step = 0
+        self.ddp = None
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+        self.ckpt_path = self.out / "checkpoints" / "last.safetensors"
+        self._resume()
+
+    # ------------------------------------------------------------------ helpers
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.cfg.run.amp
+        if amp == "off" or (amp == "auto" and self.device.type != "cuda"):
+            return None
+        if amp == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of a step: linear warm-up, then cosine, step or constant decay."""
+        o = self.cfg.optim
+        if o.warmup_steps and step < o.warmup_steps:
+            return o.lr * (step + 1) / o.warmup_steps
+        frac = (step - o.warmup_steps) / max(1, self.total_steps - o.warmup_steps)
+        if o.schedule == "cosine":
+            return o.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        if o.schedule == "step":
+            return o.lr * o.gamma ** sum(step >= m * self.total_steps for m in o.milestones)
+        if o.schedule == "constant":
+            return o.lr
+        raise ValueError(f"optim.schedule must be cosine, step or constant, got {o.schedule!r}")
+
+    def _flip(self, x: torch.Tensor) -> torch.Tensor:
+        """Random horizontal flips decided by (seed, rank, step): the same on a resumed run."""
+        if not self.cfg.data.flip:
+            return x
+        g = torch.Generator().manual_seed((self.cfg.run.seed * 7919 + self.dist.rank) * 1_000_003 + self.step)
+        mask = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
+        return torch.where(mask[:, None, None, None], torch.flip(x, dims=[3]), x)
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        if not self.dist.main:
+            return
+        opt_t, opt_meta = optimizer_tensors(self.opt)
+        tensors = {
+            **prefixed("model", self.module.model.state_dict()),
+            **prefixed("head", self.module.head.state_dict()),
+        }
+        tensors.update(opt_t)
+        tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "step": self.step,
+            "epoch": self.step // self.sampler.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "config": self.cfg.to_dict(),
+            "optimizer": opt_meta,
+            "beta": self.beta.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "num_classes": self.num_classes,
+            "world_size": self.dist.world,
+        }
+        save_checkpoint(self.ckpt_path, tensors, state)
+
+    def _resume(self) -> None:
+        if not self.ckpt_path.is_file():
+            return
+        tensors, state = load_checkpoint(self.ckpt_path, self.device)
+        if state["num_classes"] != self.num_classes:
+            raise ValueError(
+                f"{self.ckpt_path}: trained on {state['num_classes']} identities, data has {self.num_classes}"
+            )
+        self.module.model.load_state_dict(unprefixed("model", tensors))
+        self.module.head.load_state_dict(unprefixed("head", tensors))
+        restore_optimizer(self.opt, tensors, state["optimizer"])
+        self.beta.load_state_dict(state["beta"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(tensors["rng.torch"].cpu())
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), self.device)
+        self.step = int(state["step"])
+        if self.dist.main:
+            print(f"resuming from {self.ckpt_path} at step {self.step}", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------- logs
+    def _open_logs(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        self.metrics_path = self.out / "metrics.csv"
+        self.val_path = self.out / "val.csv"
+        for path, fields in ((self.metrics_path, METRIC_FIELDS), (self.val_path, ["step", "accuracy", "std"])):
+            rows = []
+            if path.is_file():  # keep what the resumed checkpoint had reached, drop the rest
+                with path.open() as f:
+                    rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields)
+                w.writeheader()
+                w.writerows(rows)
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
+        except ImportError:  # TensorBoard is optional at run time; the CSV has everything
+            pass
+
+    def _log(self, path: Path, fields: list[str], row: dict, prefix: str) -> None:
+        with path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=fields).writerow(row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch") and v is not None and v != "":
+                    self.tb.add_scalar(f"{prefix}/{k}", float(v), row["step"])
+
+    # --------------------------------------------------------------- training
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        x = self._flip(x.to(self.device, non_blocking=True))
+        y = y.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        lr = self.lr_at(self.step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        beta = self.beta.value
+        runner = self.ddp or self.module
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        )
+        with autocast:
+            id_loss, feat = runner(x, y)
+        reg_loss = self.reg(feat) if self.reg is not None else torch.zeros((), device=self.device)
+        loss = id_loss.float() + beta * reg_loss
+        if self.reg is not None and self.beta.needs_gradients:
+            self.beta.update(*target_gradient_norms(feat, id_loss.float(), reg_loss))
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        clip = self.cfg.optim.grad_clip
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.step += 1
+        mi = float(self.reg.last_mi) if self.reg is not None and self.reg.last_mi is not None else float("nan")
+        return {
+            "lr": lr,
+            "beta": beta,
+            "loss": float(loss.detach()),
+            "id_loss": float(id_loss.detach()),
+            "reg_loss": float(reg_loss.detach()),
+            "mi": mi,
+            "grad_norm": float(grad_norm),
+        }
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """10-fold verification accuracy on the validation pairs (rank 0), logged to val.csv."""
+        if self.pairs is None:
+            return None
+        from explainface.evaluate.verification import embed, kfold_accuracy
+
+        model = self.module.model
+        batches = [self.pairs.images[i : i + 128].to(self.device) for i in range(0, len(self.pairs.images), 128)]
+        emb = embed(model, batches).cpu().numpy()
+        a, b = self.pairs.index[:, 0], self.pairs.index[:, 1]
+        scores = (emb[a] * emb[b]).sum(1)
+        res = kfold_accuracy(scores, self.pairs.same, self.pairs.folds)
+        row = {"step": self.step, "accuracy": res["accuracy_mean"], "std": res["accuracy_std"]}
+        self._log(self.val_path, ["step", "accuracy", "std"], row, "val")
+        return row
+
+    def train(self) -> dict[str, Any]:
+        """Run (or resume) until the configured number of steps or the time budget; return the summary."""
+        cfg, o = self.cfg, self.cfg.optim
+        if self.dist.main:
+            self._open_logs()
+        steps_per_epoch = self.sampler.steps_per_epoch
+        start_step, start_time = self.step, time.perf_counter()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
+        last = {}
+        window_t, window_n = time.perf_counter(), 0
+        every_val = cfg.val.every_steps
+        stop = self.step >= self.total_steps
+        try:
+            while not stop:
+                epoch, offset = divmod(self.step, steps_per_epoch)
+                self.sampler.set_epoch(epoch, offset)
+                for x, y in self.loader:
+                    last = self.train_step(x, y)
+                    window_n += x.shape[0] * self.dist.world
+                    if self.dist.main and (self.step % cfg.run.log_every == 0 or self.step == self.total_steps):
+                        now = time.perf_counter()
+                        row = {"step": self.step, "epoch": epoch, **last, "images_per_s": window_n / (now - window_t)}
+                        self._log(self.metrics_path, METRIC_FIELDS, row, "train")
+                        window_t, window_n = now, 0
+                        bar.set_postfix(loss=f"{last['loss']:.3f}", beta=f"{last['beta']:.2g}")
+                    bar.update(1)
+                    if every_val and self.step % every_val == 0:
+                        self.validate()
+                    over_time = o.max_minutes is not None and time.perf_counter() - start_time > 60 * o.max_minutes
+                    over_time = dd.all_agree(over_time, self.dist, self.device)
+                    if self.step % cfg.run.checkpoint_every == 0 or self.step >= self.total_steps or over_time:
+                        self.save()
+                    if self.step >= self.total_steps or over_time:
+                        stop = True
+                        break
+                else:
+                    if not every_val and self.step < self.total_steps:
+                        self.validate()  # end of an epoch
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+        val = self.validate() if self.dist.main else None
+        replica_diff = dd.replica_max_difference(list(self.module.parameters()), self.dist)
+        elapsed = time.perf_counter() - start_time
+        summary = {
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "steps_this_session": self.step - start_step,
+            "epochs": self.step / steps_per_epoch,
+            "steps_per_epoch": steps_per_epoch,
+            "seconds_this_session": elapsed,
+            "images_per_s": (self.step - start_step) * o.batch_size * self.dist.world / max(elapsed, 1e-9),
+            "epoch_seconds_estimate": elapsed / max(1, self.step - start_step) * steps_per_epoch,
+            "last": last,
+            "val": val,
+            "world_size": self.dist.world,
+            "replica_max_difference": replica_diff,
+            "checkpoint": str(self.ckpt_path),
+        }
+        if self.dist.main:
+            import json
+
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+            if self.tb is not None:
+                self.tb.close()
+            from explainface.train.plots import plot_curves
+
+            plot_curves(self.out)
+        dd.shutdown(self.dist)
+        return summary
+
+
+def read_metrics(out_dir: str | Path) -> dict[str, np.ndarray]:
+    """metrics.csv of a run as columns of floats."""
+    with (Path(out_dir) / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) if r[k] not in ("", "nan") else np.nan for r in rows]) for k in METRIC_FIELDS}
