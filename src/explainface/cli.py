@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile", type=int, default=160, help="contact-sheet tile size in pixels (default 160)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_synth, parser=s)
+    from explainface.data.crop import add_crop_parser
+
+    add_crop_parser(sub)
+
     tr = sub.add_parser(
         "train",
         help="train (or resume) a network from a YAML config",
