@@ -283,7 +283,7 @@ class Trainer:
         mi = float(self.reg.last_mi) if self.reg is not None and self.reg.last_mi is not None else float("nan")
         return {
             "lr": lr,
-            "beta": beta,
+            "beta": beta if self.reg is not None else float("nan"),  # no regulariser: no beta to plot
             "loss": float(loss.detach()),
             "id_loss": float(id_loss.detach()),
             "reg_loss": float(reg_loss.detach()),
@@ -351,9 +351,9 @@ class Trainer:
             raise
         finally:
             bar.close()
+        elapsed = time.perf_counter() - start_time  # training only: the final validation is not counted
         val = self.validate() if self.dist.main else None
         replica_diff = dd.replica_max_difference(list(self.module.parameters()), self.dist)
-        elapsed = time.perf_counter() - start_time
         summary = {
             "steps": self.step,
             "total_steps": self.total_steps,
