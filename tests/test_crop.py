@@ -28,7 +28,7 @@ from explainface.data.crop import (
     square_box,
 )
 from explainface.data.detect import Box, HaarDetector, create_detector, largest_face
-from explainface.data.folders import read_image_rgb
+from explainface.data.images import read_image_rgb
 from explainface.data.synthetic import SyntheticFaces
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from explainface.data.folders import decode_image_rgb
+from explainface.data.images import decode_image_rgb
 from explainface.data.recordio import (
     MAGIC,
     IRHeader,

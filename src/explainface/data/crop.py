@@ -42,21 +42,14 @@ from tqdm import tqdm
 
 import explainface
 from explainface.data.detect import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, create_detector, largest_face
-from explainface.data.folders import decode_image_rgb, resize_image, scan_identity_folders
+from explainface.data.folders import scan_identity_folders
+from explainface.data.images import JPEG_PARAMS, JPEG_QUALITY, decode_image_rgb, resize_image
 
 #: Margin for detectors that do not state their own `default_margin` (the dlib HOG value).
 DEFAULT_MARGIN = 0.4
 DEFAULT_SIZE = 112
 OnMissing = Literal["center", "skip"]
 IMAGE_FORMATS = ("jpg", "png")
-JPEG_QUALITY = 95
-#: 4:4:4 chroma: 4:2:0 halves the colour resolution, which at 112 px smears eyes and lips.
-JPEG_PARAMS = (
-    cv2.IMWRITE_JPEG_QUALITY,
-    JPEG_QUALITY,
-    cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-    cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
-)
 META_FILE = "crop_meta.json"
 INDEX_FILE = "crop_index.csv"
 REPORT_FILE = "crop_report.json"

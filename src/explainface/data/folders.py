@@ -14,21 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Hashable, Literal, TypeVar
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from explainface.data.images import (  # noqa: F401  (re-exported: the folder reader's image functions)
+    IMAGE_EXTENSIONS,
+    decode_image_rgb,
+    jpeg_is_complete,
+    load_image_rgb,
+    read_image_rgb,
+    resize_image,
+)
 from explainface.data.synthetic.dataset import to_tensor
 from explainface.data.synthetic.export import PARTS_SUFFIX
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp")
 BadPolicy = Literal["skip", "raise"]
 T = TypeVar("T")
 #: A loader maps an image path to an RGB uint8 [H, W, 3] array, or None when the file is unusable.
 Loader = Callable[[str], "np.ndarray | None"]
-
-_JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 
 
 @dataclass
@@ -87,85 +91,6 @@ def scan_identity_folders(
         wanted = f"at least {min_images_per_identity} images" if min_images_per_identity > 1 else "images"
         raise ValueError(f"{root}: no identity folder holds {wanted} with extensions {', '.join(exts)}")
     return FolderIndex(root, identities, items)
-
-
-def jpeg_is_complete(data: bytes) -> bool:
-    """Whether JPEG bytes reach their end-of-image marker (FFD9), i.e. the file is not truncated.
-
-    Fast path: the data ends with FFD9, allowing trailing zero padding. Otherwise the markers are walked, so a
-    complete image followed by a trailer (some cameras append data) still counts; an EOI inside an embedded
-    thumbnail does not, because segments are skipped by their lengths.
-    """
-    if data.rstrip(b"\x00").endswith(_JPEG_EOI):
-        return True
-    n, pos = len(data), 2
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            return False
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-        elif marker == 0xD9:
-            return True
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # standalone markers
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-            if marker == 0xDA:  # start of scan: entropy-coded data runs to the next marker that is not FF00/RSTn
-                while True:
-                    pos = data.find(b"\xff", pos)
-                    if pos < 0 or pos + 1 >= n:
-                        return False
-                    nxt = data[pos + 1]
-                    if nxt == 0xFF:
-                        pos += 1
-                    elif nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
-                        pos += 2
-                    else:
-                        break
-    return False
-
-
-def decode_image_rgb(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
-    """Decode an encoded image (JPEG, PNG, BMP, PGM/PPM, WebP) to RGB uint8 [H, W, 3]; greyscale becomes 3 channels.
-
-    Raises `ValueError` naming `name` and the problem for empty, truncated or undecodable data. Older OpenCV
-    builds decode a truncated JPEG with only a warning, hence the explicit end-of-image check.
-    """
-    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    if buf.size == 0:
-        raise ValueError(f"{name}: empty file")
-    if buf[:2].tobytes() == _JPEG_SOI and not jpeg_is_complete(buf.tobytes()):
-        raise ValueError(f"{name}: truncated JPEG (no end-of-image marker)")
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"{name}: not a decodable image (corrupt, truncated or unsupported format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray | None:
-    """Read an image file as RGB uint8 [H, W, 3], or None when it is missing, unreadable, truncated or not an image.
-
-    Reads through `np.fromfile` + `cv2.imdecode`, so non-ASCII paths work on every platform.
-    """
-    try:
-        return _load_rgb(path)
-    except (OSError, ValueError):
-        return None
-
-
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize to `size` x `size`: INTER_AREA when shrinking (no aliasing), INTER_LINEAR when growing."""
-    h, w = image.shape[:2]
-    if (h, w) == (size, size):
-        return image
-    interpolation = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
-def _load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """`read_image_rgb` that raises `OSError`/`ValueError` naming the file and the problem instead of returning None."""
-    return decode_image_rgb(np.fromfile(os.fspath(path), np.uint8), str(path))
 
 
 class BadItems:
@@ -263,7 +188,7 @@ class IdentityFolderDataset(Dataset):
     def _load(self, j: int) -> tuple[torch.Tensor, int]:
         path = str(self.index.path(j))
         if self.loader is None:
-            image = _load_rgb(path)
+            image = load_image_rgb(path)
         else:
             image = self.loader(path)
             if image is None:

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from explainface.data.folders import BadItems, BadPolicy, decode_image_rgb, resize_image
+from explainface.data.folders import BadItems, BadPolicy
+from explainface.data.images import decode_image_rgb, resize_image
 from explainface.data.synthetic.dataset import to_tensor
 
 MAGIC = 0xCED7230A

@@ -111,7 +111,7 @@ def build_pair_set(cfg: ValConfig, data: DataConfig, size: int) -> PairSet | Non
             return row[name] * cfg.heldout_per_identity + k - 1
 
     else:
-        from explainface.data.folders import read_image_rgb
+        from explainface.data.images import read_image_rgb
         from explainface.data.synthetic.dataset import to_tensor
 
         if cfg.root is None:
