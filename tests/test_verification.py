@@ -48,3 +48,110 @@ def test_embed_sums_the_flip_and_normalises():
     ref = torch.nn.functional.normalize(model(x) + model(torch.flip(x, dims=[3])), dim=1)
     torch.testing.assert_close(e, ref, atol=1e-6, rtol=1e-6)
     assert model.training  # mode restored
+
+
+def test_roc_matches_sklearn_and_auc_eer_are_consistent():
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from explainface.evaluate.verification import roc, verification_report
+
+    rng = np.random.default_rng(1)
+    same = rng.random(2000) < 0.5
+    scores = np.round(rng.normal(size=2000) + 1.5 * same, 2)  # ties included
+    far, tar, thr = roc(scores, same)
+    f_ref, t_ref, th_ref = roc_curve(same, scores, drop_intermediate=False)
+    np.testing.assert_allclose(far, f_ref)
+    np.testing.assert_allclose(tar, t_ref)
+    np.testing.assert_allclose(thr[1:], th_ref[1:])
+    rep = verification_report(scores, same)
+    assert rep["auc"] == pytest.approx(roc_auc_score(same, scores), abs=1e-12)
+    # at the EER, false accepts and false rejects balance
+    i = np.argmin(np.abs(far - (1 - tar)))
+    assert rep["eer"] == pytest.approx(far[i], abs=0.01)
+
+
+def test_tar_at_far_needs_enough_negatives():
+    from explainface.evaluate.verification import verification_report
+
+    rng = np.random.default_rng(0)
+    same = np.repeat([True, False], [300, 300])
+    rep = verification_report(rng.normal(size=600) + same, same)
+    assert rep["tar_at_far"]["0.01"] is not None and rep["tar_at_far"]["0.001"] is None
+    same = np.repeat([True, False], [3000, 3000])
+    rep = verification_report(rng.normal(size=6000) + 3 * same, same)
+    assert rep["tar_at_far"]["0.001"] is not None
+
+
+def test_contiguous_folds_match_sklearn_kfold():
+    from sklearn.model_selection import KFold
+
+    rng = np.random.default_rng(2)
+    same = rng.random(600) < 0.5
+    scores = rng.normal(size=600) + same
+    res = kfold_accuracy(scores, same, folds=10)
+    expected = []
+    for train, test in KFold(n_splits=10, shuffle=False).split(scores):
+        thr, _ = best_threshold(scores[train], same[train])
+        expected.append(((scores[test] >= thr) == same[test]).mean())
+    np.testing.assert_allclose(res["fold_accuracies"], expected)
+
+
+def test_official_lfw_folds_come_from_the_file(lfw_pairs):
+    from explainface.data.pair_files import read_pairs
+
+    pl = read_pairs(lfw_pairs)
+    assert np.bincount(pl.folds).tolist() == [600] * 10
+    for f in range(10):  # each fold: 300 same then 300 different, in file order
+        assert pl.same[pl.folds == f].tolist() == [True] * 300 + [False] * 300
+
+
+@pytest.fixture
+def lfw_pairs():
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("EXPLAINFACE_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    path = root / "lfw" / "pairs.txt"
+    if not path.is_file():
+        pytest.skip(f"LFW pairs not found at {path} (set EXPLAINFACE_DATA to the shared data folder)")
+    return path
+
+
+def test_verify_end_to_end_on_an_exported_synthetic_pair_set(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from explainface.data.synthetic.export import export_synthetic
+    from explainface.train.checkpoint import save_checkpoint
+    from explainface.train.config import load_config
+
+    export_synthetic(tmp_path / "synth", 0, 4, size=112, heldout_identities=20, progress=False, pairs_per_fold=3)
+    cfg = load_config(None, ["model.name=vgg13_bn", "model.width=0.125", "model.input_size=112"])
+    from explainface.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("vgg13_bn", width=0.125, input_size=112)
+    state = {"config": cfg.to_dict(), "step": 0}
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", {f"model.{k}": v for k, v in model.state_dict().items()}, state)
+    out = tmp_path / "verify"
+    pairs = tmp_path / "synth" / "heldout" / "pairs.txt"
+    cmd = [sys.executable, "-m", "explainface", "verify", "--model", str(ckpt), "--out", str(out), "--quiet",
+           "--pairs", str(pairs), "--detector", "haar", "--workers", "0"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "accuracy" in res.stdout and "AUC" in res.stdout
+    report = json.loads((out / "verification.json").read_text())
+    for key in ("accuracy_mean", "accuracy_std", "auc", "eer", "pairs"):
+        assert key in report
+    assert report["pairs"] == 60 and 0.0 <= report["accuracy_mean"] <= 1.0
+    assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_images_are_named(tmp_path):
+    from explainface.evaluate.verify import verify
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("path_a,path_b,same\nnowhere/a.jpg,nowhere/b.jpg,1\n")
+    with pytest.raises(FileNotFoundError, match="a.jpg"):
+        verify("dlib", csv, tmp_path / "out")

@@ -1,0 +1,316 @@
+"""Verification pair sources (SPEC §5) read into one structure, `PairList`, so verification has one input type.
+
+Sources, chosen by suffix in `read_pairs`:
+
+* `.txt`: LFW `pairs.txt`; images at `root/name/name_0001.jpg` (any image extension), the official folds kept.
+* `.bin`: insightface pair file, a pickle of `(list_of_encoded_images, issame_list)` where pair i is images
+  2i and 2i+1. Read with an unpickler that refuses every global (Python 3's byte-string constructors aside, which
+  a bytes-only stand-in replaces), so a `.bin` from the internet cannot run code.
+* `.csv`: `path_a,path_b,same` (header optional); folds are left to the protocol.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from explainface.data.images import IMAGE_EXTENSIONS, decode_image_rgb, load_image_rgb
+from explainface.data.pairs import read_lfw_pairs
+
+PAIR_FILE_SUFFIXES = (".txt", ".bin", ".csv")
+_TRUE, _FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f"}
+_MISSING_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of a pair list: a file (`path`) or encoded bytes held in memory (`data`, from a `.bin`).
+
+    `name` is what messages call it: the path, or `file.bin[i]` for the i-th image of a `.bin`.
+    """
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.data is None):
+            raise ValueError(f"{self.name}: an ImageRef needs exactly one of path and data")
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike) -> ImageRef:
+        return cls(name=str(path), path=Path(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> ImageRef:
+        return cls(name=name, data=bytes(data))
+
+    def load_rgb(self) -> np.ndarray:
+        """Decode to RGB uint8 [H, W, 3]; `OSError`/`ValueError` name the file or the `.bin` entry."""
+        if self.path is not None:
+            return load_image_rgb(self.path)
+        return decode_image_rgb(self.data, self.name)
+
+
+@dataclass
+class PairList:
+    """Pairs as indices into a list of unique images: pair k compares `images[a[k]]` with `images[b[k]]`.
+
+    `folds` holds the official fold of each pair where the source defines folds (LFW `pairs.txt` with two or
+    more folds), else None and the protocol assigns contiguous folds.
+    """
+
+    images: list[ImageRef]
+    a: np.ndarray
+    b: np.ndarray
+    same: np.ndarray
+    folds: np.ndarray | None
+    source: str
+
+    def __post_init__(self) -> None:
+        self.a = np.asarray(self.a, dtype=np.int64)
+        self.b = np.asarray(self.b, dtype=np.int64)
+        self.same = np.asarray(self.same, dtype=bool)
+        if self.folds is not None:
+            self.folds = np.asarray(self.folds, dtype=np.int64)
+        n = len(self.a)
+        shapes = [x.shape for x in (self.a, self.b, self.same) + ((self.folds,) if self.folds is not None else ())]
+        if any(s != (n,) for s in shapes):
+            raise ValueError(f"{self.source}: a, b, same (and folds) must be 1-D of one length, got {shapes}")
+        if n and (min(self.a.min(), self.b.min()) < 0 or max(self.a.max(), self.b.max()) >= len(self.images)):
+            raise ValueError(f"{self.source}: pair indices outside 0..{len(self.images) - 1}")
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+
+def read_pairs(path: str | os.PathLike, root: str | os.PathLike | None = None) -> PairList:
+    """Read a pair file by its suffix: LFW `.txt`, insightface `.bin` or `.csv` (see the module docstring).
+
+    `root` is where `.txt` identity folders and relative `.csv` paths live (default: the pair file's folder);
+    `.bin` files hold their images and ignore it. Raises `FileNotFoundError` naming the pair file and the first
+    missing images, `ValueError` naming the file for malformed content or a `.bin` that asks for any global.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in PAIR_FILE_SUFFIXES:
+        raise ValueError(f"{path}: unknown pair file type {path.suffix!r}; expected one of {PAIR_FILE_SUFFIXES}")
+    if not path.is_file():
+        raise FileNotFoundError(f"pair file not found: {path}")
+    root = Path(root) if root is not None else path.parent
+    if suffix == ".txt":
+        pairs = _read_lfw(path, root)
+    elif suffix == ".bin":
+        pairs = _read_bin(path)
+    else:
+        pairs = _read_csv(path, root)
+    if len(pairs) == 0:
+        raise ValueError(f"{path}: no pairs")
+    return pairs
+
+
+# ---- LFW pairs.txt ---------------------------------------------------------------------------------------------
+
+
+def _read_lfw(path: Path, root: Path) -> PairList:
+    pairs = read_lfw_pairs(path)
+    index: dict[tuple[str, int], int] = {}
+    keys: list[tuple[str, int]] = []
+    a, b = [], []
+    for p in pairs:
+        for key, out in (((p.name_a, p.index_a), a), ((p.name_b, p.index_b), b)):
+            if key not in index:
+                index[key] = len(keys)
+                keys.append(key)
+            out.append(index[key])
+
+    listings: dict[str, dict[str, str]] = {}  # identity -> stem -> file name, read once per folder
+    images, missing = [], []
+    for name, k in keys:
+        if name not in listings:
+            listings[name] = _image_stems(root / name)
+        stem = f"{name}_{k:04d}"
+        file = listings[name].get(stem)
+        if file is None:
+            missing.append(root / name / f"{stem}.jpg")
+        else:
+            images.append(ImageRef.from_path(root / name / file))
+    if missing:
+        _raise_missing(path, missing, f"(looked for {', '.join(IMAGE_EXTENSIONS)} under {root})")
+    # pairsDevTrain/DevTest have one fold: no official split to cross-validate on, so the protocol assigns folds.
+    n_folds = max(p.fold for p in pairs) + 1 if pairs else 0
+    folds = np.array([p.fold for p in pairs]) if n_folds >= 2 else None
+    return PairList(images, np.array(a), np.array(b), np.array([p.same for p in pairs]), folds, str(path))
+
+
+def _image_stems(folder: Path) -> dict[str, str]:
+    """Image files in a folder by stem; where one stem has several extensions, IMAGE_EXTENSIONS order wins."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+    found: dict[str, str] = {}
+    for file in sorted(names, key=lambda f: rank.get(os.path.splitext(f)[1].lower(), len(rank))):
+        stem, ext = os.path.splitext(file)
+        if ext.lower() in rank:
+            found.setdefault(stem, file)
+    return found
+
+
+def _raise_missing(path: Path, missing: Sequence[Path], hint: str = "") -> None:
+    shown = "".join(f"\n  {m}" for m in missing[:_MISSING_SHOWN])
+    more = f"\n  ... and {len(missing) - _MISSING_SHOWN} more" if len(missing) > _MISSING_SHOWN else ""
+    hint = f" {hint}" if hint else ""
+    raise FileNotFoundError(f"{path}: {len(missing)} image(s) not found{hint}:{shown}{more}")
+
+
+# ---- CSV ---------------------------------------------------------------------------------------------------------
+
+
+def _parse_same(value: str) -> bool | None:
+    v = value.strip().lower()
+    return True if v in _TRUE else False if v in _FALSE else None
+
+
+def _read_csv(path: Path, root: Path) -> PairList:
+    text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets write a byte-order mark
+    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(row)]
+    if rows and len(rows[0][1]) == 3 and _parse_same(rows[0][1][2]) is None:
+        rows = rows[1:]  # a header: its third field is not a boolean
+    index: dict[Path, int] = {}
+    a, b, same = [], [], []
+    for n, row in rows:
+        if len(row) != 3:
+            raise ValueError(f"{path}:{n}: expected 3 fields path_a,path_b,same, got {len(row)}: {row!r}")
+        label = _parse_same(row[2])
+        if label is None:
+            raise ValueError(f"{path}:{n}: 'same' must be 1/0, true/false or yes/no, got {row[2]!r}")
+        for value, out in ((row[0], a), (row[1], b)):
+            value = value.strip()
+            if not value:
+                raise ValueError(f"{path}:{n}: empty image path")
+            image = root / value  # an absolute `value` replaces root
+            out.append(index.setdefault(image, len(index)))
+        same.append(label)
+    images = list(index)
+    missing = [image for image in images if not image.is_file()]
+    if missing:
+        _raise_missing(path, missing)
+    return PairList([ImageRef.from_path(p) for p in images], np.array(a), np.array(b), np.array(same), None, str(path))
+
+
+def write_csv_pairs(path: str | os.PathLike, rows: Iterable[tuple[str | os.PathLike, str | os.PathLike, bool]]) -> Path:
+    """Write `(path_a, path_b, same)` rows as a pair CSV with a `path_a,path_b,same` header and 1/0 labels."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path_a", "path_b", "same"])
+        writer.writerows([os.fspath(pa), os.fspath(pb), int(bool(s))] for pa, pb, s in rows)
+    return path
+
+
+# ---- insightface .bin ----------------------------------------------------------------------------------------------
+
+
+class _GlobalRefused(Exception):
+    pass
+
+
+def _bytes_only(*args: object) -> bytes:
+    """Stands in for the three callables through which Python 3 writes byte strings in pickle protocols 0-4:
+    `_codecs.encode(text, "latin1")` for bytes in protocol 2, `bytes()` for b"", and `bytearray(...)`.
+    Builds bytes from a latin-1 string or bytes and nothing else (not even `bytes(n)`, which allocates n bytes).
+    """
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
+        return args[0].encode("latin1")
+    raise _GlobalRefused(f"a byte string built from {tuple(type(a).__name__ for a in args)}")
+
+
+# The only globals admitted, and what stands in for them: byte strings in the shape Python 3 pickles them.
+_BYTES_GLOBALS = {
+    ("_codecs", "encode"),
+    ("builtins", "bytes"),
+    ("__builtin__", "bytes"),
+    ("builtins", "bytearray"),
+    ("__builtin__", "bytearray"),
+}
+
+
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """Admits only data: bytes, str, numbers, bools, None, lists, tuples, dicts, sets; no function or class.
+
+    Every way a pickle reaches a callable (GLOBAL, STACK_GLOBAL, INST, OBJ's class, the extension registry) goes
+    through `find_class`, and the default `persistent_load` refuses persistent ids. `find_class` refuses every
+    global except the byte-string constructors of `_BYTES_GLOBALS`, which it swaps for `_bytes_only`.
+    """
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _BYTES_GLOBALS:
+            return _bytes_only
+        raise _GlobalRefused(f"{module}.{name}")
+
+
+def _unpickle_bin(path: Path) -> object:
+    # encoding="bytes": Python 2 pickles store the images as `str`, which must come back as bytes, not text.
+    with path.open("rb") as f:
+        try:
+            return _NoGlobalsUnpickler(f, encoding="bytes").load()
+        except _GlobalRefused as e:
+            raise ValueError(
+                f"{path}: refuses to load globals from a pair .bin (it asks for {e}); a pair .bin may only hold "
+                "bytes, lists, tuples, bools and ints, and a global could run code"
+            ) from None
+        except Exception as e:  # truncated or corrupt: UnpicklingError, EOFError, ValueError, KeyError, ...
+            raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+
+
+def _read_bin(path: Path) -> PairList:
+    content = _unpickle_bin(path)
+    if not isinstance(content, (tuple, list)) or len(content) != 2:
+        raise ValueError(f"{path}: expected a pickled 2-tuple (images, issame), got {_describe(content)}")
+    bins, issame = content
+    if not isinstance(bins, (list, tuple)) or not isinstance(issame, (list, tuple)):
+        got = f"({_describe(bins)}, {_describe(issame)})"
+        raise ValueError(f"{path}: expected (list of images, list of issame), got {got}")
+    if len(bins) != 2 * len(issame):
+        raise ValueError(f"{path}: {len(issame)} pairs need {2 * len(issame)} images, the file has {len(bins)}")
+    images = []
+    for i, data in enumerate(bins):
+        if not isinstance(data, (bytes, bytearray)):
+            raise ValueError(f"{path}: image {i} is {_describe(data)}, expected encoded image bytes")
+        images.append(ImageRef.from_bytes(data, f"{path}[{i}]"))
+    for i, s in enumerate(issame):
+        # bool is an int; plain ints are admitted only as 0/1
+        if not isinstance(s, int) or s not in (0, 1):
+            raise ValueError(f"{path}: issame[{i}] is {s!r}, expected a bool (or 0/1)")
+    n = len(issame)
+    pairs = np.arange(n, dtype=np.int64)
+    return PairList(images, 2 * pairs, 2 * pairs + 1, np.array(issame, dtype=bool), None, str(path))
+
+
+def _describe(x: object) -> str:
+    return f"{type(x).__name__} of length {len(x)}" if isinstance(x, (list, tuple)) else type(x).__name__
+
+
+def write_bin_pairs(path: str | os.PathLike, images: Sequence[bytes], issame: Sequence[bool]) -> Path:
+    """Write an insightface-style pair `.bin`: a pickle of `(images, issame)`, pair i being images 2i and 2i+1."""
+    if len(images) != 2 * len(issame):
+        raise ValueError(f"{len(issame)} pairs need {2 * len(issame)} images, got {len(images)}")
+    if not all(isinstance(d, (bytes, bytearray)) for d in images):
+        raise TypeError("images must be encoded image bytes")
+    path = Path(path)
+    with path.open("wb") as f:
+        pickle.dump(([bytes(d) for d in images], [bool(s) for s in issame]), f, protocol=4)
+    return path

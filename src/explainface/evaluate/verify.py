@@ -1,0 +1,213 @@
+"""The `verify` pipeline (SPEC §5, paper Table 3): pairs in, 10-fold accuracy, AUC, EER, TAR@FAR and ROC out.
+
+Two kinds of model share it:
+
+* an explainface checkpoint: images are cropped by the project's no-alignment
+  pipeline (detector, square crop, resize to the model's input size; crops are
+  cached), embedded with the horizontal-flip sum, L2-normalised;
+* ``dlib``: dlib's pretrained ResNet embedding from `face_recognition_models`,
+  with dlib's own HOG detector and 5-point face chip (150 px, padding 0.25), as
+  dlib does it; also flip-summed and L2-normalised, so only the model differs.
+  It is the external check of the protocol: dlib documents 99.38% on LFW.
+
+Images of insightface `.bin` files are already cropped faces: they are only
+resized. Scores are cosine similarities.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from explainface.evaluate.verification import plot_roc, verification_report
+
+DLIB = "dlib"
+
+
+def _common_root(paths: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(p.parent.parent) for p in paths]))
+
+
+def crop_images(refs, size: int, crops_dir: Path, detector: str, workers: int, progress: bool) -> list[np.ndarray]:
+    """Crops of the pair images at `size` (no alignment); cached under `crops_dir`.
+
+    Images on disk in an identity-folder tree are cropped with `crop_folder` (parallel, cached); images
+    given as bytes (`.bin`) are already face crops and are only resized.
+    """
+    from explainface.data.crop import crop_folder
+    from explainface.data.images import load_image_rgb, resize_image
+
+    out: list[np.ndarray | None] = [None] * len(refs)
+    on_disk = [(i, r.path) for i, r in enumerate(refs) if getattr(r, "path", None) is not None]
+    if on_disk:
+        root = _common_root([p for _, p in on_disk])
+        crop_folder(root, crops_dir, size=size, detector=detector, workers=workers, progress=progress)
+        for i, p in on_disk:
+            rel = p.resolve().relative_to(root.resolve())
+            cached = crops_dir / rel.parent / (rel.stem + ".jpg")
+            if not cached.is_file():
+                cached = cached.with_suffix(".png")
+            out[i] = resize_image(load_image_rgb(cached), size)
+    for i, r in enumerate(refs):
+        if out[i] is None:
+            out[i] = resize_image(r.load_rgb(), size)
+    return out  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def embed_crops(
+    model: torch.nn.Module, crops: list[np.ndarray], batch: int, device: str, progress: bool, precision: str = "fp32"
+) -> np.ndarray:
+    """Flip-summed, L2-normalised embeddings of RGB crops, [N, D] float32."""
+    from explainface.data.synthetic.dataset import to_tensor
+    from explainface.evaluate.verification import embed
+
+    chunks = range(0, len(crops), batch)
+
+    def batches():
+        for i in tqdm(chunks, desc="embedding", unit="batch", disable=not progress):
+            yield torch.stack([to_tensor(c) for c in crops[i : i + batch]]).to(device)
+
+    return embed(model, batches(), precision=precision).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------- dlib reference
+
+
+def _dlib_models():
+    import importlib.util
+
+    import dlib
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "--model dlib needs the face_recognition_models package (pip install face_recognition_models)"
+        )
+    base = Path(list(spec.submodule_search_locations)[0]) / "models"
+    return (
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(str(base / "shape_predictor_5_face_landmarks.dat")),
+        dlib.face_recognition_model_v1(str(base / "dlib_face_recognition_resnet_model_v1.dat")),
+    )
+
+
+def _dlib_embed_chunk(refs) -> tuple[np.ndarray, int]:
+    """dlib embeddings of a chunk of image refs (one worker): detect, 5-point chip, descriptor of chip + mirror."""
+    import dlib
+
+    det, sp, fr = _dlib_models()
+    chips, missing = [], 0
+    for r in refs:
+        img = np.ascontiguousarray(r.load_rgb())
+        faces = det(img, 1)
+        if len(faces):
+            rect = max(faces, key=lambda f: f.area())
+        else:  # dlib's own examples fall back to the whole image
+            missing += 1
+            rect = dlib.rectangle(0, 0, img.shape[1] - 1, img.shape[0] - 1)
+        chip = dlib.get_face_chip(img, sp(img, rect), size=150, padding=0.25)
+        chips += [chip, np.ascontiguousarray(chip[:, ::-1])]
+    desc = np.array(fr.compute_face_descriptor(chips), dtype=np.float32).reshape(len(refs), 2, -1).sum(1)
+    return desc / np.linalg.norm(desc, axis=1, keepdims=True), missing
+
+
+def dlib_embeddings(refs, workers: int, progress: bool) -> tuple[np.ndarray, int]:
+    """dlib embeddings of all images, in `workers` processes; also the count of images with no face found."""
+    chunk = 64
+    parts = [refs[i : i + chunk] for i in range(0, len(refs), chunk)]
+    if workers <= 0:
+        results = [_dlib_embed_chunk(p) for p in tqdm(parts, desc="dlib", disable=not progress)]
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(
+                tqdm(pool.map(_dlib_embed_chunk, parts), total=len(parts), desc="dlib", disable=not progress)
+            )
+    return np.concatenate([e for e, _ in results]), sum(m for _, m in results)
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+def verify(
+    model: str | Path,
+    pairs: str | Path,
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    crops_dir: str | Path | None = None,
+    detector: str = "hog",
+    workers: int = 2,
+    batch: int = 128,
+    device: str = "cpu",
+    progress: bool = True,
+    precision: str = "fp32",
+) -> dict:
+    """Run the protocol for `model` (a checkpoint path or "dlib") on `pairs`; write verification.json and roc.png."""
+    from explainface.data.pair_files import read_pairs
+
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pl = read_pairs(pairs, root=root)
+    t_read = time.perf_counter()
+    extra: dict = {}
+    if str(model) == DLIB:
+        emb, missing = dlib_embeddings(pl.images, workers, progress)
+        extra["dlib_no_face_found"] = missing
+        label, size = "dlib ResNet (face_recognition_models)", 150
+        t_crop = t_read
+    else:
+        from explainface.train.checkpoint import load_model_weights
+
+        net, cfg = load_model_weights(model, device)
+        size = cfg.model.input_size
+        crops = crop_images(pl.images, size, Path(crops_dir or out / f"crops{size}"), detector, workers, progress)
+        t_crop = time.perf_counter()
+        emb = embed_crops(net, crops, batch, device, progress, precision)
+        label = f"{cfg.model.name} w{cfg.model.width:g} @{size}" + (" bf16" if precision == "bf16" else "")
+    t_embed = time.perf_counter()
+    scores = (emb[pl.a] * emb[pl.b]).sum(1)
+    folds = pl.folds if pl.folds is not None else 10
+    rep = verification_report(scores, pl.same, folds)
+    t_protocol = time.perf_counter()
+    roc = rep.pop("roc")
+    plot_roc({label: (roc["far"], roc["tar"])}, out / "roc.png", title=f"ROC on {Path(pairs).name}")
+    result = {
+        **rep,
+        "model": str(model),
+        "model_label": label,
+        "input_size": size,
+        "precision": precision if str(model) != DLIB else "dlib",
+        "pairs_file": str(pairs),
+        "images": len(pl.images),
+        "official_folds": pl.folds is not None,
+        "seconds": {
+            "read_pairs": t_read - start,
+            "crop": t_crop - t_read,
+            "embed": t_embed - t_crop,
+            "protocol": t_protocol - t_embed,
+            "total": time.perf_counter() - start,
+        },
+        **extra,
+    }
+    (out / "verification.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def summary_line(result: dict) -> str:
+    tar = result["tar_at_far"]
+    tars = ", ".join(f"TAR@FAR={k} {100 * v:.2f}%" for k, v in tar.items() if v is not None)
+    return (
+        f"{result['model_label']} on {Path(result['pairs_file']).name}: accuracy {100 * result['accuracy_mean']:.2f}% "
+        f"+- {100 * result['accuracy_std']:.2f} ({result['pairs']} pairs), AUC {result['auc']:.4f}, "
+        f"EER {100 * result['eer']:.2f}%" + (f", {tars}" if tars else "")
+    )
