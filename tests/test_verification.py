@@ -155,3 +155,23 @@ def test_missing_images_are_named(tmp_path):
     csv.write_text("path_a,path_b,same\nnowhere/a.jpg,nowhere/b.jpg,1\n")
     with pytest.raises(FileNotFoundError, match="a.jpg"):
         verify("dlib", csv, tmp_path / "out")
+
+
+def test_dlib_reference_runs_on_a_few_real_lfw_pairs(lfw_pairs, tmp_path):
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("face_recognition_models") is None:
+        pytest.skip("face_recognition_models is not installed (pip install face_recognition_models)")
+    from explainface.data.pair_files import read_pairs, write_csv_pairs
+    from explainface.evaluate.verify import verify
+
+    pl = read_pairs(lfw_pairs)
+    pick = [0, 1, 2, 3, 300, 301, 302, 303]  # 4 same and 4 different pairs of fold 0
+    rows = [(pl.images[pl.a[i]].path, pl.images[pl.b[i]].path, bool(pl.same[i])) for i in pick]
+    csv = write_csv_pairs(tmp_path / "few.csv", rows)
+    result = verify("dlib", csv, tmp_path / "out", workers=0, progress=False)
+    assert result["pairs"] == 8 and result["images"] == 16
+    report = json.loads((tmp_path / "out" / "verification.json").read_text())
+    assert report["auc"] > 0.9  # dlib separates these easily
+    assert set(report["variants"]) == {"cosine_flip_sum", "euclidean_flip_mean"}

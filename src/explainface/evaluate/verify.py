@@ -6,8 +6,9 @@ Two kinds of model share it:
   pipeline (detector, square crop, resize to the model's input size; crops are
   cached), embedded with the horizontal-flip sum, L2-normalised;
 * ``dlib``: dlib's pretrained ResNet embedding from `face_recognition_models`,
-  with dlib's own HOG detector and 5-point face chip (150 px, padding 0.25), as
-  dlib does it; also flip-summed and L2-normalised, so only the model differs.
+  with dlib's own detectors (HOG, and its CNN detector where HOG finds nothing)
+  and 5-point face chip (150 px, padding 0.25), as dlib does it; also
+  flip-summed and L2-normalised, so only the model differs.
   It is the external check of the protocol: dlib documents 99.38% on LFW.
 
 Images of insightface `.bin` files are already cropped faces: they are only
@@ -94,33 +95,35 @@ def _dlib_models():
     base = Path(list(spec.submodule_search_locations)[0]) / "models"
     return (
         dlib.get_frontal_face_detector(),
+        dlib.cnn_face_detection_model_v1(str(base / "mmod_human_face_detector.dat")),
         dlib.shape_predictor(str(base / "shape_predictor_5_face_landmarks.dat")),
         dlib.face_recognition_model_v1(str(base / "dlib_face_recognition_resnet_model_v1.dat")),
     )
 
 
 def _dlib_embed_chunk(refs) -> tuple[np.ndarray, int]:
-    """dlib embeddings of a chunk of image refs (one worker): detect, 5-point chip, descriptor of chip + mirror."""
+    """Raw dlib descriptors [n, 2, 128] of a chunk of image refs (one worker): of the face chip and its mirror."""
     import dlib
 
-    det, sp, fr = _dlib_models()
+    hog, cnn, sp, fr = _dlib_models()
     chips, missing = [], 0
     for r in refs:
         img = np.ascontiguousarray(r.load_rgb())
-        faces = det(img, 1)
-        if len(faces):
+        faces = list(hog(img, 1)) or [m.rect for m in cnn(img, 1)]  # the CNN detector only where HOG fails
+        if faces:
             rect = max(faces, key=lambda f: f.area())
-        else:  # dlib's own examples fall back to the whole image
+        else:  # no detector found a face: a centred box half the image wide (loose crops centre the face)
             missing += 1
-            rect = dlib.rectangle(0, 0, img.shape[1] - 1, img.shape[0] - 1)
+            h, w = img.shape[:2]
+            side = min(h, w) // 2
+            rect = dlib.rectangle((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)
         chip = dlib.get_face_chip(img, sp(img, rect), size=150, padding=0.25)
         chips += [chip, np.ascontiguousarray(chip[:, ::-1])]
-    desc = np.array(fr.compute_face_descriptor(chips), dtype=np.float32).reshape(len(refs), 2, -1).sum(1)
-    return desc / np.linalg.norm(desc, axis=1, keepdims=True), missing
+    return np.array(fr.compute_face_descriptor(chips), dtype=np.float32).reshape(len(refs), 2, -1), missing
 
 
 def dlib_embeddings(refs, workers: int, progress: bool) -> tuple[np.ndarray, int]:
-    """dlib embeddings of all images, in `workers` processes; also the count of images with no face found."""
+    """Raw dlib descriptors [N, 2, 128] (chip, mirror) in `workers` processes, and the count of faces not found."""
     chunk = 64
     parts = [refs[i : i + chunk] for i in range(0, len(refs), chunk)]
     if workers <= 0:
@@ -161,10 +164,23 @@ def verify(
     t_read = time.perf_counter()
     extra: dict = {}
     if str(model) == DLIB:
-        emb, missing = dlib_embeddings(pl.images, workers, progress)
+        raw, missing = dlib_embeddings(pl.images, workers, progress)
         extra["dlib_no_face_found"] = missing
         label, size = "dlib ResNet (face_recognition_models)", 150
         t_crop = t_read
+        # dlib's metric learning used Euclidean distances of unnormalised descriptors (threshold 0.6) and no
+        # mirror: that is the main score; our flip-sum cosine and a flip-mean Euclidean variant are reported too
+        folds_ = pl.folds if pl.folds is not None else 10
+        flip_sum = raw.sum(1)
+        cos = flip_sum / np.linalg.norm(flip_sum, axis=1, keepdims=True)
+        mean = raw.mean(1)
+        extra["variants"] = {
+            "cosine_flip_sum": verification_report((cos[pl.a] * cos[pl.b]).sum(1), pl.same, folds_)["accuracy_mean"],
+            "euclidean_flip_mean": verification_report(
+                -np.linalg.norm(mean[pl.a] - mean[pl.b], axis=1), pl.same, folds_
+            )["accuracy_mean"],
+        }
+        np.save(out / "embeddings.npy", raw)
     else:
         from explainface.train.checkpoint import load_model_weights
 
@@ -174,8 +190,12 @@ def verify(
         t_crop = time.perf_counter()
         emb = embed_crops(net, crops, batch, device, progress, precision)
         label = f"{cfg.model.name} w{cfg.model.width:g} @{size}" + (" bf16" if precision == "bf16" else "")
+        np.save(out / "embeddings.npy", emb)
     t_embed = time.perf_counter()
-    scores = (emb[pl.a] * emb[pl.b]).sum(1)
+    if str(model) == DLIB:
+        scores = -np.linalg.norm(raw[pl.a, 0] - raw[pl.b, 0], axis=1)  # dlib's own: Euclidean, no mirror
+    else:
+        scores = (emb[pl.a] * emb[pl.b]).sum(1)
     folds = pl.folds if pl.folds is not None else 10
     rep = verification_report(scores, pl.same, folds)
     t_protocol = time.perf_counter()
