@@ -13,7 +13,6 @@ training it feeds. Target (issue 3): at least 300 images/s per core at 112.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -23,6 +22,7 @@ from pathlib import Path
 import cv2
 import torch
 import torch.nn.functional as F
+from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from explainface.data.synthetic import SyntheticFaces
 
@@ -107,10 +107,7 @@ def main() -> int:
         f"| {one / train:.1f}x |"
     )
     print("target >= 300 img/s per core:", "met" if one >= 300 else "NOT met")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
     return 0
 
 

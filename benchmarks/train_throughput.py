@@ -13,13 +13,13 @@ Target (issue 4): ratio >= 0.9. Also the synthetic set rendered on the fly.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from explainface.train import Trainer, load_config
 
@@ -110,10 +110,7 @@ def main() -> int:
     print(f"| random tensors (reference) | {ref:.1f} | 1.00 |")
     print(f"| crop cache: read + decode + flip ({args.workers} worker) | {full:.1f} | {full / ref:.2f} |")
     print(f"| synthetic faces rendered on the fly | {on_the_fly:.1f} | {on_the_fly / ref:.2f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
     return 0
 
 

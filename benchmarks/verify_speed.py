@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from explainface.evaluate.verification import verification_report
 from explainface.evaluate.verify import verify
@@ -94,10 +94,7 @@ def main() -> int:
     assert abs(naive - rep["accuracy_mean"]) < 1e-12
     result["protocol"] = {"pairs": 6000, "fast_s": fast, "naive_s": slow, "speedup": slow / fast}
     print(f"\nprotocol on 6000 pairs: {fast * 1e3:.1f} ms (naive threshold sweep {slow:.2f} s, {slow / fast:.0f}x)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
     return 0
 
 
