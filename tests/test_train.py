@@ -174,3 +174,16 @@ def test_torchrun_with_two_cpu_processes_keeps_replicas_identical(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 6
     assert summary["replica_max_difference"] == 0.0
+
+
+def test_validation_reads_an_lfw_pairs_file(tmp_path):
+    from explainface.data.synthetic.export import export_synthetic
+
+    export_synthetic(tmp_path / "synth", 0, 3, size=56, heldout_identities=20, progress=False, pairs_per_fold=2)
+    held = tmp_path / "synth" / "heldout"
+    out = tmp_path / "run"
+    cmd = _train_cmd(out, "optim.max_steps=2", f"val.pairs={held / 'pairs.txt'}", f"val.root={held}")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    val = json.loads((out / "summary.json").read_text())["val"]
+    assert val["step"] == 2 and 0.0 <= val["accuracy"] <= 1.0

@@ -91,7 +91,7 @@ def build_pair_set(cfg: ValConfig, data: DataConfig, size: int) -> PairSet | Non
     """The validation pairs of the config: held-out synthetic identities, or an LFW pairs.txt under `val.root`."""
     if not cfg.pairs:
         return None
-    from explainface.data.pairs import make_pairs, read_lfw_pairs
+    from explainface.data.pairs import make_pairs
 
     if cfg.pairs == "synthetic":
         from explainface.data.synthetic import SyntheticFaceDataset
@@ -111,37 +111,18 @@ def build_pair_set(cfg: ValConfig, data: DataConfig, size: int) -> PairSet | Non
             return row[name] * cfg.heldout_per_identity + k - 1
 
     else:
-        from explainface.data.images import read_image_rgb
+        from explainface.data.images import resize_image
+        from explainface.data.pair_files import read_pairs
         from explainface.data.synthetic.dataset import to_tensor
 
         if cfg.root is None:
-            raise ValueError("val.pairs is a pairs file: val.root must name the image folder")
-        pairs = read_lfw_pairs(cfg.pairs)
-        keys = sorted({(p.name_a, p.index_a) for p in pairs} | {(p.name_b, p.index_b) for p in pairs})
-        slot = {key: n for n, key in enumerate(keys)}
-        tensors = []
-        for name, k in keys:
-            path = _find_image(Path(cfg.root), name, k)
-            img = read_image_rgb(path)
-            if img is None:
-                raise ValueError(f"{path}: unreadable image needed by {cfg.pairs}")
-            import cv2
-
-            tensors.append(to_tensor(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)))
-        images = torch.stack(tensors)
-
-        def locate(name: str, k: int) -> int:
-            return slot[(name, k)]
+            raise ValueError("val.pairs is a pairs file: val.root must name the (cropped) image folder")
+        pl = read_pairs(cfg.pairs, root=cfg.root)  # images resolved (and missing ones named) there
+        images = torch.stack([to_tensor(resize_image(ref.load_rgb(), size)) for ref in pl.images])
+        folds = pl.folds if pl.folds is not None else np.arange(len(pl)) * 10 // len(pl)
+        return PairSet(images, np.stack([pl.a, pl.b], axis=1), pl.same, folds)
 
     index = np.array([(locate(p.name_a, p.index_a), locate(p.name_b, p.index_b)) for p in pairs])
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
     return PairSet(images, index, same, folds)
-
-
-def _find_image(root: Path, name: str, k: int) -> Path:
-    for ext in (".jpg", ".png", ".jpeg", ".bmp", ".pgm"):
-        p = root / name / f"{name}_{k:04d}{ext}"
-        if p.is_file():
-            return p
-    raise FileNotFoundError(f"no image {name}_{k:04d}.* under {root / name}")

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from explainface.losses import ECLoss, make_beta
-from explainface.losses.beta import target_gradient_norms
+from explainface.losses.beta import total_loss
 from explainface.models import FeatureCapture, create_head, create_model, identity_loss
 from explainface.train import distributed as dd
 from explainface.train.checkpoint import (
@@ -268,10 +268,12 @@ class Trainer:
         )
         with autocast:
             id_loss, feat = runner(x, y)
-        reg_loss = self.reg(feat) if self.reg is not None else torch.zeros((), device=self.device)
-        loss = id_loss.float() + beta * reg_loss
-        if self.reg is not None and self.beta.needs_gradients:
-            self.beta.update(*target_gradient_norms(feat, id_loss.float(), reg_loss))
+        if self.reg is not None:  # eq. 7; an AutoBeta also folds in this step's gradient norms
+            reg_loss = self.reg(feat)
+            loss = total_loss(id_loss.float(), reg_loss, self.beta, features=feat)
+        else:
+            reg_loss = torch.zeros((), device=self.device)
+            loss = id_loss.float()
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
