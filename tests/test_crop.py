@@ -27,9 +27,10 @@ from explainface.data.crop import (
     run_crop,
     square_box,
 )
-from explainface.data.detect import Box, HaarDetector, create_detector, largest_face
+from explainface.data.detect import Box, HaarDetector, create_detector, main_face
 from explainface.data.images import read_image_rgb
 from explainface.data.synthetic import SyntheticFaces
+from realdata import data_root
 
 REPO = Path(__file__).resolve().parents[1]
 # the folder tree below holds two bad files on purpose; crop_folder names them in a warning
@@ -60,10 +61,20 @@ def test_square_box_is_centred_on_the_box_with_side_max_wh_times_one_plus_margin
     assert square_box(box, 0.0) == pytest.approx((0, 20, 60))
 
 
-def test_largest_face_keeps_the_box_of_largest_area_not_the_best_score():
-    small, big = Box(0, 0, 10, 10, 9.0), Box(0, 0, 30, 20, 0.1)
-    assert largest_face([small, big]) is big
-    assert largest_face([]) is None
+def test_main_face_prefers_the_larger_box_over_the_better_score():
+    small, big = Box(45, 45, 55, 55, 9.0), Box(35, 40, 65, 60, 0.1)  # both centred in a 100 x 100 image
+    assert main_face([small, big], 100, 100) is big
+    assert main_face([], 100, 100) is None
+
+
+def test_main_face_prefers_the_centred_subject_over_a_larger_bystander():
+    # LFW Dominique_de_Villepin_0007 (250 x 250), dlib HOG: the subject in the centre, a bystander cut by the edge
+    subject, bystander = Box(86, 86, 176, 176), Box(-24, 116, 77, 217)
+    assert bystander.area > subject.area
+    assert main_face([bystander, subject], 250, 250) is subject
+    # the rule is area - 2 * (squared centre offset): a face far larger than a small centred one still wins
+    tiny, huge = Box(120, 120, 130, 130), Box(10, 10, 150, 150)
+    assert main_face([tiny, huge], 250, 250) is huge
 
 
 def test_crop_square_inside_the_image_cuts_exact_pixels():
@@ -307,8 +318,7 @@ def test_haar_detector_pickles_without_its_model():
 
 
 def _data_dir() -> Path:
-    """Real face data: $EXPLAINFACE_DATA, else ../shared/data beside the repository."""
-    return Path(os.environ.get("EXPLAINFACE_DATA") or REPO.parent / "shared" / "data")
+    return data_root()
 
 
 def _real_images(subset: str, pattern: str, n: int) -> list[np.ndarray]:
@@ -329,7 +339,7 @@ def _needs_dlib() -> None:
 def _assert_finds_the_face(boxes: list[Box], image: np.ndarray) -> None:
     """LFW-style loose crops and ORL's tight ones: the face covers the image centre and is not tiny."""
     h, w = image.shape[:2]
-    box = largest_face(boxes)
+    box = main_face(boxes, h, w)
     assert box is not None, "no face found"
     assert box.left < w / 2 < box.right and box.top < h / 2 < box.bottom
     assert 0.25 * w < box.width < 1.25 * w

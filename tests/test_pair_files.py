@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from explainface.data.pair_files import ImageRef, PairList, read_pairs, write_bin_pairs, write_csv_pairs
+from realdata import real_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -328,11 +329,7 @@ def test_lfw_missing_images_are_named(tmp_path):
 
 
 def _shared_lfw() -> Path:
-    data = Path(os.environ.get("EXPLAINFACE_DATA") or REPO.parent / "shared" / "data")
-    pairs = data / "lfw" / "pairs.txt"
-    if not pairs.is_file():
-        pytest.skip(f"real LFW pairs.txt not found at {pairs} (set EXPLAINFACE_DATA to the shared data folder)")
-    return pairs
+    return real_data("lfw", "pairs.txt")
 
 
 def test_real_lfw_pairs_give_6000_pairs_in_10_official_folds_with_all_images():

@@ -111,6 +111,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     result = verify(
         args.model, args.pairs, args.out, root=args.root, crops_dir=args.crops, detector=args.detector,
         workers=args.workers, batch=args.batch, device=args.device, progress=not args.quiet, precision=args.precision,
+        dlib_jitters=args.dlib_jitters, crop=args.crop,
     )  # fmt: skip
     print(summary_line(result))
     print(f"wrote {args.out}/verification.json and {args.out}/roc.png")
@@ -160,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     from explainface.data.crop import add_crop_parser
 
     add_crop_parser(sub)
+    from explainface.data.part_sheet import add_parts_parser
+
+    add_parts_parser(sub)
+    from explainface.evaluate.explain import add_explain_parser
+
+    add_explain_parser(sub)
+    from explainface.explain.visualize import add_visualize_parser
+
+    add_visualize_parser(sub)
+    from explainface.report.build import add_report_parser
+
+    add_report_parser(sub)
+    from explainface.demo import add_demo_parser
+
+    add_demo_parser(sub)
 
     ve = sub.add_parser(
         "verify",
@@ -174,10 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--out", required=True, help="writes verification.json and roc.png here")
     ve.add_argument("--crops", default=None, help="crop cache folder (default: OUT/crops<size>)")
     ve.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
+    ve.add_argument(
+        "--crop", default="auto", choices=("auto", "detect", "none"),
+        help="detect: crop faces; none: images are model-input crops, only resized; auto (default): none for a "
+        "synthetic export or crop cache, else detect",
+    )  # fmt: skip
     ve.add_argument("--workers", type=int, default=2)
     ve.add_argument("--batch", type=int, default=128)
     ve.add_argument("--device", default="cpu")
     ve.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: autocast, ~1.7x faster")
+    ve.add_argument(
+        "--dlib-jitters", type=int, default=0,
+        help="--model dlib: average each descriptor over N jittered chips (dlib's num_jitters; N times slower)",
+    )  # fmt: skip
     ve.add_argument("--quiet", action="store_true")
     ve.set_defaults(func=_cmd_verify)
 

@@ -1,7 +1,8 @@
 """Face crops without alignment (SPEC §4, paper §4.1): detect, square crop with a margin, resize; cached on disk.
 
-No rotation, no landmark warping: the crop is an axis-aligned square around the centre of the largest detected
-face, `side = max(w, h) * (1 + margin)`, resized to `size`. The margin defaults to the detector's own (HOG 0.4,
+No rotation, no landmark warping: the crop is an axis-aligned square around the centre of the main detected
+face (`detect.main_face`: the largest, penalised by its distance from the image centre),
+`side = max(w, h) * (1 + margin)`, resized to `size`. The margin defaults to the detector's own (HOG 0.4,
 see `detect`): the whole face from chin to brows with a little hair and background, between insightface's
 tight 112 px crops and a loose head shot (HELEN: eye-to-mouth distance 0.31 of the side). Where the square
 leaves the image it is padded with black (constant 0), as insightface's `warpAffine` crops are: mirrored
@@ -41,7 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 import explainface
-from explainface.data.detect import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, create_detector, largest_face
+from explainface.data.detect import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, create_detector, main_face
 from explainface.data.folders import scan_identity_folders
 from explainface.data.images import JPEG_PARAMS, JPEG_QUALITY, decode_image_rgb, resize_image
 
@@ -60,7 +61,7 @@ INDEX_WRITE_INTERVAL = 10.0
 
 @dataclass(frozen=True)
 class CropInfo:
-    """How one image was cropped: status "face" (the largest detected box), "centre" (no face, centre crop) or
+    """How one image was cropped: status "face" (the main detected box), "centre" (no face, centre crop) or
     "no_face" (no face, skipped); the integer square `(x0, y0, side)` in source pixels (None when skipped);
     the box used; the number of faces found; the source `(height, width)`.
 
@@ -135,14 +136,14 @@ def crop_face(
     margin: float | None = None,
     on_missing: OnMissing = "center",
 ) -> tuple[np.ndarray | None, CropInfo]:
-    """Crop the largest detected face (see `square_box`); without a face, the largest centred square
+    """Crop the main detected face (`main_face`) (see `square_box`); without a face, the largest centred square
     (`on_missing="center"`) or None (`"skip"`). `margin=None` uses the detector's `default_margin`."""
     if on_missing not in ("center", "skip"):
         raise ValueError(f'on_missing must be "center" or "skip", got {on_missing!r}')
     margin = resolve_margin(detector, margin)
     h, w = image.shape[:2]
     boxes = detector.detect(image)
-    box = largest_face(boxes)
+    box = main_face(boxes, h, w)
     if box is not None:
         status, square = "face", square_box(box, margin)
     elif on_missing == "center":
@@ -224,7 +225,8 @@ def crop_folder(
         "detector": _detector_key(detector),
         "image_format": image_format,
         "padding": "constant black",
-        "alignment": "none (axis-aligned square around the largest face box)",
+        "alignment": "none (axis-aligned square around the main face box)",
+        "face_choice": "main (largest area - 2 * squared distance from the image centre)",
     }
     dst.mkdir(parents=True, exist_ok=True)
     old_meta = _read_json(dst / META_FILE)
@@ -312,6 +314,20 @@ def read_crop_meta(dst_root: str | os.PathLike) -> dict | None:
     return _read_json(Path(dst_root) / META_FILE)
 
 
+def is_model_input_folder(folder: str | os.PathLike) -> bool:
+    """Whether a folder's images are already model-input crops, not to be cropped again: a crop cache
+    (`crop_meta.json`) or a synthetic export (`meta.json` of format explainface-synthetic-export), found at the
+    folder or up to two levels above it (an export's `heldout/<identity>/` folders)."""
+    here = Path(folder).resolve()
+    for d in (here, *list(here.parents)[:2]):
+        if (d / META_FILE).is_file():
+            return True
+        meta = _read_json(d / "meta.json")
+        if isinstance(meta, dict) and meta.get("format") == "explainface-synthetic-export":
+            return True
+    return False
+
+
 def _detector_key(detector: FaceDetector) -> str:
     """The detector's `repr` when its class defines one (with its settings), else its class name."""
     if type(detector).__repr__ is object.__repr__:
@@ -320,7 +336,7 @@ def _detector_key(detector: FaceDetector) -> str:
 
 
 def _cache_key(settings: dict) -> tuple:
-    return tuple(settings.get(k) for k in ("size", "margin", "detector", "image_format"))
+    return tuple(settings.get(k) for k in ("size", "margin", "detector", "image_format", "face_choice"))
 
 
 def _plan(items: list[tuple[str, int]], image_format: str) -> list[tuple[str, str]]:
@@ -507,7 +523,7 @@ def add_crop_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     c = subparsers.add_parser(
         "crop",
         help="detect faces in identity folders and write square crops (no alignment), cached",
-        description="Mirror SRC/<identity>/<image> to DST/<identity>/<stem>.jpg: the largest face, an axis-aligned "
+        description="Mirror SRC/<identity>/<image> to DST/<identity>/<stem>.jpg: the main face, an axis-aligned "
         "square with a margin, resized. Re-running only crops new or changed images.",
     )
     c.add_argument("src", help="identity folders: SRC/<identity>/<image>")

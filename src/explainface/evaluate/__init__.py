@@ -1,1 +1,2 @@
-"""Evaluation: face verification (SPEC §5); the explainability metrics come later (SPEC §7)."""
+"""Evaluation: face verification (SPEC §5: `verification`, `verify`) and the explainability metrics (SPEC §7:
+`explainability`, `peaks`, the `explain` pipeline)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,29 @@ def load_model_weights(path: str | Path, device: str | torch.device = "cpu"):
     model = create_model(m.name, width=m.width, input_size=m.input_size, embedding_dim=m.embedding_dim)
     model.load_state_dict(unprefixed("model", tensors))
     return model.to(device).eval(), cfg
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference: eval mode, its input size, target layer and a label for tables."""
+
+    model: torch.nn.Module
+    input_size: int
+    layer: str
+    label: str
+
+
+def load_model(model: str | Path | torch.nn.Module, device: str = "cpu") -> LoadedModel:
+    """A checkpoint path or an `nn.Module` (with `input_size` and `target_layer`) in eval mode, with a label."""
+    if isinstance(model, torch.nn.Module):
+        size = getattr(model, "input_size", None)
+        if size is None:
+            raise ValueError("the model has no `input_size`: load it from a checkpoint or set model.input_size")
+        layer = getattr(model, "target_layer", None)
+        if layer is None:
+            raise ValueError(f"{type(model).__name__} has no target_layer")
+        return LoadedModel(model.to(device).eval(), int(size), layer, type(model).__name__)
+    net, cfg = load_model_weights(model, device)
+    m = cfg.model
+    layer = m.target_layer or net.target_layer
+    return LoadedModel(net, m.input_size, layer, f"{m.name} w{m.width:g} @{m.input_size}")

@@ -1,0 +1,358 @@
+"""The figures of SPEC §8 as PNG files (matplotlib, no pyplot state): channel gallery (Figure 6), feature maps of
+two networks (Figure 5), the channel dictionary as a picture, the Grad-CAM similarity panel (Figure 1).
+
+Every figure is a grid of square tiles at fixed positions in inches (`TileGrid`), so a figure's size follows from
+its rows and columns alone and a tile can be found again in the PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from explainface.data.parts import PART_COLORS, PART_INDEX, PART_NAMES
+from explainface.evaluate.explainability import top_masks, upsample_maps
+from explainface.explain.overlay import heat_overlay, top_overlay
+
+#: Figure resolution (pixels per inch) and tile geometry in inches.
+DPI = 100
+TILE = 1.25
+GAP = 0.08
+#: Room above a tile for its title (e.g. "ch 17 (0.83)").
+TITLE = 0.28
+#: Colour map of raw feature maps (Figure 5); overlays use `overlay.OVERLAY_CMAP`.
+MAP_CMAP = "viridis"
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """`rows` x `cols` square tiles of `tile` inches, `hgap` apart horizontally and `vgap` vertically, inside
+    margins (inches); `top` holds the figure title, `left` the row labels. The figure is at least `min_width`
+    wide (the title must fit), widened on the right."""
+
+    rows: int
+    cols: int
+    left: float = 0.75
+    right: float = 0.12
+    top: float = 0.55
+    bottom: float = 0.12
+    hgap: float = GAP
+    vgap: float = GAP
+    tile: float = TILE
+    min_width: float = 3.2
+
+    @property
+    def size(self) -> tuple[float, float]:
+        """(width, height) in inches."""
+        w = max(self.left + self.cols * self.tile + (self.cols - 1) * self.hgap + self.right, self.min_width)
+        h = self.top + self.rows * self.tile + (self.rows - 1) * self.vgap + self.bottom
+        return w, h
+
+    def box(self, r: int, c: int) -> tuple[float, float]:
+        """Top-left corner of tile (r, c) in inches from the figure's top-left."""
+        return self.left + c * (self.tile + self.hgap), self.top + r * (self.tile + self.vgap)
+
+    def box_px(self, r: int, c: int, dpi: int = DPI) -> tuple[int, int, int, int]:
+        """Tile (r, c) in PNG pixels: (x0, y0, x1, y1), x1/y1 exclusive."""
+        x, y = self.box(r, c)
+        return round(x * dpi), round(y * dpi), round((x + self.tile) * dpi), round((y + self.tile) * dpi)
+
+    def rect(self, x: float, y: float, w: float, h: float) -> list[float]:
+        """An axes rectangle given in inches from the top-left, as matplotlib's figure fractions."""
+        fw, fh = self.size
+        return [x / fw, 1.0 - (y + h) / fh, w / fw, h / fh]
+
+    def figure(self):
+        from matplotlib.figure import Figure
+
+        return Figure(figsize=self.size, dpi=DPI, facecolor="white")
+
+    def tile_axes(self, fig, r: int, c: int):
+        x, y = self.box(r, c)
+        ax = fig.add_axes(self.rect(x, y, self.tile, self.tile))
+        ax.set_axis_off()
+        return ax
+
+    def text(self, fig, x: float, y: float, s: str, **kw):
+        """Text at (x, y) inches from the top-left."""
+        fw, fh = self.size
+        return fig.text(x / fw, 1.0 - y / fh, s, **kw)
+
+
+def _save(fig, out_png: str | Path) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI, facecolor="white")
+    return out
+
+
+def _header(fig, grid: TileGrid, x: float, title: str, subtitle: str = "") -> None:
+    """The figure's title (one line) and a small subtitle wrapped to the figure's width (at most two lines)."""
+    import textwrap
+
+    grid.text(fig, x, 0.25, title, fontsize=11, va="center")
+    if subtitle:
+        chars = max(20, int((grid.size[0] - x - 0.1) / 0.066))  # about 0.066 inch per character at 8 pt
+        lines = textwrap.wrap(subtitle, chars)
+        text = "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+        grid.text(fig, x, 0.4, text, fontsize=8, va="top", color="0.3", linespacing=1.3)
+
+
+def _layer(model: nn.Module, layer: str | None) -> str:
+    name = layer or getattr(model, "target_layer", None)
+    if name is None:
+        raise ValueError(f"{type(model).__name__} has no target_layer: pass layer= (e.g. 'features.relu5_3')")
+    return name
+
+
+@torch.no_grad()
+def layer_maps(model: nn.Module, images: Sequence[np.ndarray], layer: str | None = None) -> torch.Tensor:
+    """Feature maps [N, C, h, w] (float32, CPU) of uint8 face images at `layer` (default the target layer), eval
+    mode; the model's previous mode is restored."""
+    from explainface.data.synthetic.dataset import to_tensor
+    from explainface.models.capture import FeatureCapture
+
+    if not len(images):
+        raise ValueError("no images")
+    p = next(model.parameters())
+    x = torch.stack([to_tensor(np.ascontiguousarray(im)) for im in images]).to(device=p.device, dtype=p.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with FeatureCapture(model, _layer(model, layer), detach=True) as cap:
+            model(x)
+    finally:
+        model.train(was_training)
+    return cap.output.float().cpu()
+
+
+def top_channels(maps: torch.Tensor, n: int) -> list[int]:
+    """The `n` channels of maps [N, C, h, w] with the highest mean activation (over images and positions)."""
+    mean = maps.float().mean(dim=(0, 2, 3))
+    return mean.topk(min(n, mean.numel())).indices.tolist()
+
+
+def _check_channels(channels: Sequence[int], n: int, what: str) -> list[int]:
+    bad = [c for c in channels if not 0 <= int(c) < n]
+    if bad:
+        raise ValueError(f"{what} has {n} channels (0..{n - 1}); no channel {', '.join(map(str, bad))}")
+    return [int(c) for c in channels]
+
+
+def channel_gallery_grid(n_channels: int, n_people: int) -> TileGrid:
+    """The layout of `channel_gallery`: one row per channel, one column per person."""
+    return TileGrid(n_channels, n_people, top=0.75 + TITLE)
+
+
+def channel_gallery(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    channels: Sequence[int],
+    layer: str | None = None,
+    out_png: str | Path = "gallery.png",
+    names: Sequence[str] | None = None,
+) -> Path:
+    """Figure 6: the top-10% overlay (`top_overlay`) of each channel (rows) on each face (columns)."""
+    layer = _layer(model, layer)
+    maps = layer_maps(model, images, layer)
+    channels = _check_channels(channels, maps.shape[1], layer)
+    if not channels:
+        raise ValueError("channel_gallery needs at least one channel")
+    names = list(names) if names is not None else [f"face {i + 1}" for i in range(len(images))]
+    grid = channel_gallery_grid(len(channels), len(images))
+    fig = grid.figure()
+    _header(
+        fig,
+        grid,
+        grid.left,
+        "Top-10% regions (Figure 6)",
+        f"{layer}: channels (rows) on {len(images)} faces (columns); the channel's top 10% as a heatmap",
+    )
+    for r, ch in enumerate(channels):
+        x, y = grid.box(r, 0)
+        grid.text(fig, x - 0.08, y + grid.tile / 2, f"ch {ch}", fontsize=9, ha="right", va="center")
+        for c, image in enumerate(images):
+            ax = grid.tile_axes(fig, r, c)
+            ax.imshow(top_overlay(image, maps[c, ch]))
+            if r == 0:
+                ax.set_title(_short(names[c], 18), fontsize=8, pad=3)
+    return _save(fig, out_png)
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def feature_map_grid(n_networks: int, n_maps: int) -> TileGrid:
+    """The layout of `feature_map_comparison`: per network a row with the face, `n_maps` maps and a colour bar."""
+    return TileGrid(n_networks, n_maps + 1, left=0.12, right=0.75, top=0.75 + 2 * TITLE, vgap=GAP + 2 * TITLE)
+
+
+def feature_map_comparison(
+    models: Mapping[str, nn.Module],
+    image: np.ndarray,
+    layer: str | Mapping[str, str] | None = None,
+    out_png: str | Path = "feature_maps.png",
+    channels: int | Sequence[int] | None = None,
+) -> Path:
+    """Figure 5: the same face through several networks; per network (row) its channels as raw maps upsampled to
+    the face, all on one colour scale (0 to the row's maximum) so that the row's maps compare.
+
+    `channels`: a list (the same channels for every network), or n (default 8): each network's n channels with
+    the highest mean activation on this face. `layer`: one name for all, {label: name}, or each target layer.
+    """
+    if not models:
+        raise ValueError("feature_map_comparison needs at least one model")
+    rows = []
+    for label, model in models.items():
+        name = _layer(model, layer.get(label) if isinstance(layer, Mapping) else layer)
+        maps = layer_maps(model, [image], name)[0]
+        if channels is None or isinstance(channels, int):
+            chosen = top_channels(maps[None], 8 if channels is None else channels)
+        else:
+            chosen = _check_channels(channels, maps.shape[0], f"{label} ({name})")
+        rows.append((label, name, chosen, upsample_maps(maps[chosen], image.shape[:2]).numpy()))
+    grid = feature_map_grid(len(rows), max(len(r[2]) for r in rows))
+    fig = grid.figure()
+    _header(fig, grid, grid.left, "Feature maps of one face (Figure 5)",
+            "raw maps upsampled to the face; one colour scale per network (row), from 0 to its maximum")  # fmt: skip
+    for r, (label, name, chosen, up) in enumerate(rows):
+        x, y = grid.box(r, 0)
+        grid.text(fig, x, y - TITLE - 0.12, f"{label}  [{name}]", fontsize=10, va="center", weight="bold")
+        ax = grid.tile_axes(fig, r, 0)
+        ax.imshow(image)
+        ax.set_title("face", fontsize=8, pad=3)
+        vmax = max(float(up.max()), 1e-12)
+        im = None
+        for c, (ch, m) in enumerate(zip(chosen, up), start=1):
+            ax = grid.tile_axes(fig, r, c)
+            im = ax.imshow(m, cmap=MAP_CMAP, vmin=0.0, vmax=vmax)
+            ax.set_title(f"ch {ch}", fontsize=8, pad=3)
+        if im is not None:
+            x_end = grid.box(r, len(chosen))[0] + grid.tile + 0.1
+            cax = fig.add_axes(grid.rect(x_end, y, 0.12, grid.tile))
+            fig.colorbar(im, cax=cax).ax.tick_params(labelsize=7)
+    return _save(fig, out_png)
+
+
+def dictionary_grid(per_part: int) -> TileGrid:
+    """The layout of `channel_dictionary_figure`: one row per part (PART_NAMES[1:]), `per_part` columns."""
+    return TileGrid(len(PART_NAMES) - 1, per_part, left=1.3, top=0.75 + TITLE, vgap=GAP + TITLE)
+
+
+def _example_image(masks: torch.Tensor, maps_c: torch.Tensor, part: str, labels: torch.Tensor | None) -> int:
+    """The face that shows a channel at `part` best: highest IoU of its top mask with the part where part labels
+    are known and some mask touches the part, else the face where the channel is strongest."""
+    if labels is not None:
+        part_mask = labels == PART_INDEX[part]
+        inter = (masks & part_mask).flatten(1).sum(1).float()
+        union = (masks | part_mask).flatten(1).sum(1).float().clamp_min(1)
+        iou = inter / union
+        if float(iou.max()) > 0:
+            return int(iou.argmax())
+    return int(maps_c.flatten(1).amax(1).argmax())
+
+
+def channel_dictionary_figure(
+    channels: Sequence[Mapping],
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    layer: str | None = None,
+    out_png: str | Path = "channel_dictionary.png",
+    per_part: int = 4,
+    labels: Sequence[np.ndarray] | None = None,
+) -> Path:
+    """The channel dictionary as a picture: per part (rows, PART_NAMES[1:] order) its `per_part` most consistent
+    channels (highest frequency of that dominant part), each as a top-10% overlay on an example face.
+
+    `channels` are the dictionary entries of `explain` ({channel, part, frequency, ...}). With part `labels`
+    (uint8 maps indexing PART_NAMES, one per image) the example is the face whose mask overlaps the part most;
+    without, the face where the channel is strongest.
+    """
+    if per_part < 1:
+        raise ValueError(f"per_part must be at least 1, got {per_part}")
+    layer = _layer(model, layer)
+    maps = layer_maps(model, images, layer)
+    size = images[0].shape[:2]
+    label_t = None
+    if labels is not None:
+        if len(labels) != len(images):
+            raise ValueError(f"{len(labels)} label maps for {len(images)} images")
+        label_t = torch.from_numpy(np.stack(labels))
+    by_part: dict[str, list[Mapping]] = {p: [] for p in PART_NAMES[1:]}
+    for entry in channels:
+        if entry.get("part") in by_part and entry.get("frequency") is not None:
+            by_part[entry["part"]].append(entry)
+    _check_channels([e["channel"] for es in by_part.values() for e in es], maps.shape[1], layer)
+
+    grid = dictionary_grid(per_part)
+    fig = grid.figure()
+    _header(
+        fig,
+        grid,
+        0.12,
+        "Channel dictionary",
+        f"{layer}: channels grouped by the part they detect most often; (how often), an example face each",
+    )
+    for r, part in enumerate(PART_NAMES[1:]):
+        entries = sorted(by_part[part], key=lambda e: (-e["frequency"], e["channel"]))
+        x, y = grid.box(r, 0)
+        color = np.array(PART_COLORS[part]) / 255.0
+        fig.add_axes(grid.rect(0.1, y + 0.1, 0.14, grid.tile - 0.2), facecolor=color).set(xticks=[], yticks=[])
+        n = len(entries)
+        grid.text(fig, 0.32, y + grid.tile / 2, f"{part}\n{n} channel{'s' if n != 1 else ''}", fontsize=9,
+                  va="center")  # fmt: skip
+        if not entries:
+            grid.text(fig, x + 0.1, y + grid.tile / 2, "no channel", fontsize=9,
+                      va="center", color="0.4", style="italic")  # fmt: skip
+            continue
+        for c, e in enumerate(entries[:per_part]):
+            ch = int(e["channel"])
+            masks = top_masks(maps[:, ch], size)
+            i = _example_image(masks, maps[:, ch], part, label_t)
+            ax = grid.tile_axes(fig, r, c)
+            ax.imshow(top_overlay(images[i], maps[i, ch]))
+            ax.set_title(f"ch {ch} ({e['frequency']:.2f})", fontsize=8, pad=3)
+    return _save(fig, out_png)
+
+
+def similarity_grid(n_rows: int) -> TileGrid:
+    """The layout of `similarity_panel`: per network a row of face A, face B, Grad-CAM A, Grad-CAM B."""
+    return TileGrid(n_rows, 4, left=0.12, top=0.75 + 2 * TITLE, vgap=GAP + 2 * TITLE, tile=1.4)
+
+
+def similarity_panel(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    results: tuple[float, np.ndarray, np.ndarray] | Mapping[str, tuple[float, np.ndarray, np.ndarray]],
+    out_png: str | Path = "gradcam.png",
+    names: tuple[str, str] | None = None,
+) -> Path:
+    """Figure 1: face A, face B and the Grad-CAM of their similarity on each (`similarity_gradcam` results), the
+    cosine similarity in the row's title; one row per network when `results` is {label: result}. `names` say
+    where A and B come from (shown under the title)."""
+    rows = dict(results) if isinstance(results, Mapping) else {"": results}
+    grid = similarity_grid(len(rows))
+    fig = grid.figure()
+    sub = f"A: {_short(names[0], 28)}    B: {_short(names[1], 28)}" if names is not None else ""
+    _header(fig, grid, grid.left, "Grad-CAM of the embedding similarity (Figure 1)", sub)
+    for r, (label, (sim, heat_a, heat_b)) in enumerate(rows.items()):
+        x, y = grid.box(r, 0)
+        title = f"{label}:  cos(A, B) = {sim:.3f}" if label else f"cos(A, B) = {sim:.3f}"
+        grid.text(fig, x, y - TITLE - 0.12, title, fontsize=10, va="center", weight="bold")
+        tiles = [
+            (image_a, "face A"),
+            (image_b, "face B"),
+            (heat_overlay(image_a, heat_a), "Grad-CAM on A"),
+            (heat_overlay(image_b, heat_b), "Grad-CAM on B"),
+        ]
+        for c, (tile, t) in enumerate(tiles):
+            ax = grid.tile_axes(fig, r, c)
+            ax.imshow(tile)
+            ax.set_title(t, fontsize=8, pad=3)
+    return _save(fig, out_png)

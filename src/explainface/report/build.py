@@ -1,0 +1,191 @@
+"""The `report` command: a model (and a baseline) in, one self-contained HTML report out.
+
+    per model: verify (pairs) -> verification.json, roc.png
+               explain (faces with part labels) -> explainability.json, channel dictionary
+               visualize -> gallery, channel dictionary picture (+ feature maps and Grad-CAM vs the baseline)
+    -> report.html (`render_report`)
+
+With no data given, the faces are held-out synthetic identities exported into `OUT/faces` (pairs.txt, part
+label maps), so the report needs nothing but checkpoints. Results already in `OUT/<role>/` are recomputed:
+a report always shows what the checkpoints do now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+ROLES = ("model", "baseline")
+#: Faces shown in the galleries.
+GALLERY_PEOPLE = 6
+
+
+def export_heldout_faces(out: Path, size: int, seed: int = 0, identities: int = 40, per_identity: int = 10,
+                         progress: bool = True) -> Path:  # fmt: skip
+    """Held-out synthetic faces at `size` in `out` (reused when an export of the same settings is there)."""
+    from explainface.data.synthetic.export import export_synthetic
+
+    meta_path = out / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        counts = meta.get("counts") or {}
+        same = meta.get("complete") and meta.get("size") == size and meta.get("seed") == seed
+        if same and counts.get("heldout_identities") == identities and counts.get("per_identity") == per_identity:
+            return out
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*cannot supply.*pairs")  # fewer pairs than LFW's is expected
+        export_synthetic(
+            out, identities=0, per_identity=per_identity, size=size, heldout_identities=identities, seed=seed,
+            progress=progress,
+        )  # fmt: skip
+    return out
+
+
+def evaluate_model(
+    checkpoint: str | Path,
+    out: Path,
+    pairs: str | Path | None,
+    data: str | Path,
+    images: int = 100,
+    runs: int = 5,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """verification.json (when `pairs` is given) and explainability.json of one checkpoint under `out`."""
+    from explainface.evaluate.explain import explain
+    from explainface.evaluate.verify import verify
+
+    res: dict = {"checkpoint": str(checkpoint), "verification": None, "roc": None}
+    if pairs is not None:
+        res["verification"] = verify(checkpoint, pairs, out / "verify", progress=progress, workers=0)
+        res["roc"] = out / "verify" / "roc.png"
+    res["explainability"] = explain(checkpoint, data, out / "explain", images=images, runs=runs, seed=seed,
+                                    progress=progress)  # fmt: skip
+    res["explainability_json"] = out / "explain" / "explainability.json"
+    return res
+
+
+def assemble_report(
+    out: Path,
+    entries: list[dict],
+    faces: str | list,
+    title: str = "explainface report",
+    notes: list[str] | None = None,
+    commands: list[str] | None = None,
+    extra_images: dict[str, dict[str, Path]] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Draw the pictures of each evaluated model (`entries`: model first, then the baseline, each as returned by
+    `evaluate_model` plus a `label`) on `faces` ("synthetic" or image paths) and write `out/report.html`."""
+    from explainface.explain.visualize import visualize
+    from explainface.report.html import render_report
+
+    models, figures = [], []
+    baseline = entries[1]["checkpoint"] if len(entries) > 1 else None
+    for i, e in enumerate(entries):
+        role = ROLES[i]
+        written = visualize(
+            e["checkpoint"], faces, out / role / "figures", baseline=baseline if i == 0 else None,
+            n_people=GALLERY_PEOPLE, dictionary=e["explainability_json"], seed=seed,
+        )  # fmt: skip
+        imgs = {"gallery": written["gallery"], "channel_dictionary": written["channel_dictionary"]}
+        if e.get("roc") is not None:
+            imgs["roc"] = e["roc"]
+        imgs.update((extra_images or {}).get(role, {}))
+        if i == 0:
+            for key, caption in (
+                ("feature_maps", "The same face's target-layer maps, each network on its own colour scale "
+                 "(paper Figure 5)."),
+                ("gradcam", "Grad-CAM of the cosine similarity between two faces (paper Figure 1)."),
+            ):  # fmt: skip
+                if key in written:
+                    figures.append({"title": key.replace("_", " ").capitalize(), "caption": caption,
+                                    "png_path": str(written[key])})  # fmt: skip
+        models.append({
+            "label": e["label"], "checkpoint": str(e["checkpoint"]), "verification": e["verification"],
+            "explainability": e["explainability"], "images": {k: str(v) for k, v in imgs.items()},
+        })  # fmt: skip
+    report = {
+        "title": title,
+        "subtitle": " vs ".join(m["label"] for m in models),
+        "notes": notes or [],
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "models": models,
+        "figures": figures,
+        "commands": commands or [],
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return render_report(report, out / "report.html")
+
+
+def build_report(
+    model: str | Path,
+    out_dir: str | Path,
+    baseline: str | Path | None = None,
+    pairs: str | Path | None = None,
+    data: str | Path | None = None,
+    images: int = 100,
+    runs: int = 5,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Evaluate `model` (and `baseline`) and write `out_dir/report.html`; returns its path.
+
+    `data` (faces with part labels for `explain`) and `pairs` default to held-out synthetic faces exported
+    into `out_dir/faces`; given `data` without `pairs`, the report has no verification section numbers.
+    """
+    from explainface.train.checkpoint import load_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoints = [model] + ([baseline] if baseline is not None else [])
+    sizes = {load_model(c).input_size for c in checkpoints}
+    if len(sizes) > 1:
+        raise ValueError(f"the model and the baseline take different input sizes: {sorted(sizes)}")
+    faces: str | list = "synthetic"
+    if data is None:
+        export = export_heldout_faces(out / "faces", sizes.pop(), seed=seed, progress=progress)
+        data = export / "heldout"
+        pairs = pairs if pairs is not None else data / "pairs.txt"
+    elif str(data) != "synthetic":
+        from explainface.evaluate.explain import face_files
+
+        faces = [str(p) for p in face_files(Path(data))[:GALLERY_PEOPLE]]
+    entries = []
+    for role, ckpt in zip(ROLES, checkpoints):
+        e = evaluate_model(ckpt, out / role, pairs, data, images, runs, seed, progress)
+        e["label"] = f"{role}: {load_model(ckpt).label}"
+        entries.append(e)
+    return assemble_report(out, entries, faces, commands=[shlex.join(["explainface", *sys.argv[1:]])], seed=seed)
+
+
+def add_report_parser(subparsers) -> None:
+    """The `report` subcommand: `explainface report --model CKPT [--baseline CKPT] --out DIR [...]`."""
+    r = subparsers.add_parser(
+        "report",
+        help="one self-contained HTML report: verification, explainability, channel dictionary, galleries",
+        description="Evaluate a checkpoint (and a baseline to compare with) and write OUT/report.html. Without "
+        "--data/--pairs it uses held-out synthetic faces exported into OUT/faces.",
+    )
+    r.add_argument("--model", required=True, help="checkpoint (.safetensors)")
+    r.add_argument("--baseline", default=None, help="a second checkpoint to compare with (e.g. without ECLoss)")
+    r.add_argument("--out", required=True, help="output folder (report.html and every result behind it)")
+    r.add_argument("--pairs", default=None, help="pairs for verification (pairs.txt, .bin or .csv)")
+    r.add_argument("--data", default=None, help='faces with part labels for the metrics (folder or "synthetic")')
+    r.add_argument("--images", type=int, default=100, help="N images per metric draw (default 100)")
+    r.add_argument("--runs", type=int, default=5, help="R draws (default 5)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    path = build_report(args.model, args.out, baseline=args.baseline, pairs=args.pairs, data=args.data,
+                        images=args.images, runs=args.runs, seed=args.seed, progress=not args.quiet)  # fmt: skip
+    print(f"wrote {path}")
+    return 0
