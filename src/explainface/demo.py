@@ -75,22 +75,23 @@ def train_config(plan: DemoPlan, ecloss: bool, max_steps: int) -> TrainConfig:
     return cfg
 
 
-def calibrate_step_seconds(plan: DemoPlan, out: Path, steps: int = 6) -> float:
-    """Seconds per training step of the ECLoss network on this machine (the slower of the two), measured."""
+def calibrate_step_seconds(plan: DemoPlan, out: Path, steps: int = 8) -> float:
+    """Seconds per training step of the ECLoss network on this machine (the slower of the two): the median of
+    `steps` timed steps after a warm-up step, so one slow step (a page fault, another process) does not count."""
     from explainface.train.trainer import Trainer
 
-    cfg = train_config(plan, ecloss=True, max_steps=steps)
+    cfg = train_config(plan, ecloss=True, max_steps=steps + 1)
     t = Trainer(cfg, out / "calibration", progress=False)
-    t.train_step(*next(iter(t.loader)))  # warm-up: allocations, template build
-    batches = iter(t.loader)
-    start = time.perf_counter()
-    n = 0
-    for x, y in batches:
+    times, last = [], None
+    for x, y in t.loader:  # a step's time includes waiting for its batch
         t.train_step(x, y)
-        n += 1
-        if n == steps:
+        now = time.perf_counter()
+        if last is not None:  # the first step allocates and builds the templates: not timed
+            times.append(now - last)
+        last = now
+        if len(times) == steps:
             break
-    return (time.perf_counter() - start) / max(n, 1)
+    return float(sorted(times)[len(times) // 2])
 
 
 def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None, progress: bool = True) -> dict:
