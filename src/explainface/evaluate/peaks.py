@@ -26,10 +26,11 @@ import torch
 
 #: Default relative prominence threshold (SPEC §7: a peak counts when prominence >= rho * max).
 RHO = 0.1
-#: Intra-op threads while the metrics run (`metric_threads`); None keeps torch's setting. Their kernels are
-#: many small tensor ops: extra threads mostly add synchronisation, and on a busy CPU every parallel op can
-#: wait milliseconds for a descheduled thread (measured: a 56-row reduction 7.5 ms with 2 threads, 3 us with 1).
-METRIC_THREADS: int | None = 1
+#: Intra-op threads while the metrics run (`metric_threads`); None keeps torch's setting (the default). On an
+#: idle 2-core CPU torch's 2 threads made the 100 x 512 benchmark 1.3x faster than 1 (7.7 s vs 10.3 s); on a
+#: CPU shared with other busy processes set 1: the kernels are many small ops, and each parallel op can wait
+#: milliseconds for a descheduled thread (measured: a 56-row reduction 7.5 ms with 2 threads, 3 us with 1).
+METRIC_THREADS: int | None = None
 
 
 @contextlib.contextmanager

@@ -119,6 +119,7 @@ def visualize(
     detector: str = "hog",
     seed: int = 0,
     device: str = "cpu",
+    labels: tuple[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write the figures of SPEC §8 for `model` to `out_dir`; returns {figure: path} of the files written.
 
@@ -127,6 +128,7 @@ def visualize(
     `baseline` where given; Grad-CAM explains faces `pair` (indices, default the first two); the channel
     dictionary figure needs `dictionary` (an explainability.json; drawn at the layer it was measured at).
     `layer` (default the target layer) applies to the baseline too when it has a layer of that name.
+    `labels` names the model and the baseline in the figures (default: "model: <architecture>", "baseline: ...").
     """
     from explainface.explain.gradcam import similarity_gradcam
     from explainface.models.capture import find_module
@@ -161,10 +163,11 @@ def visualize(
         channels = figures.top_channels(figures.layer_maps(net.model, people, use_layer), DEFAULT_CHANNELS)
     written["gallery"] = figures.channel_gallery(net.model, people, channels, use_layer, out / "gallery.png", names)
 
-    nets = {f"model: {net.label}": (net.model, use_layer)}
+    names_ = labels or (f"model: {net.label}", f"baseline: {base.label if base is not None else ''}")
+    nets = {names_[0]: (net.model, use_layer)}
     if base is not None:
         base_layer = layer if layer and _has_module(base.model, layer) else base.layer
-        nets[f"baseline: {base.label}"] = (base.model, base_layer)
+        nets[names_[1]] = (base.model, base_layer)
     written["feature_maps"] = figures.feature_map_comparison(
         {k: m for k, (m, _) in nets.items()},
         pool.images[0],

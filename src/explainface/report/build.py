@@ -92,6 +92,7 @@ def assemble_report(
         written = visualize(
             e["checkpoint"], faces, out / role / "figures", baseline=baseline if i == 0 else None,
             n_people=GALLERY_PEOPLE, dictionary=e["explainability_json"], seed=seed,
+            labels=(entries[0]["label"], entries[1]["label"]) if len(entries) > 1 else None,
         )  # fmt: skip
         imgs = {"gallery": written["gallery"], "channel_dictionary": written["channel_dictionary"]}
         if e.get("roc") is not None:
