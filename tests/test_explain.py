@@ -131,3 +131,11 @@ def test_explain_on_real_helen_faces_with_their_landmarks(ckpt, tmp_path):
     assert res["images"] + res["skipped"] == 10 and res["images"] >= 8
     assert res["label_sources"] == {"pts": res["images"]}
     assert _finite(res["pe_mean"]) and 0 < res["pe_mean"] < 1
+
+
+def test_any_layer_can_be_measured_and_its_channel_count_is_reported(export, ckpt, tmp_path):
+    res = explain(ckpt, export / "heldout", tmp_path / "ex", images=6, runs=2, layer="features.relu4_2",
+                  progress=False)  # fmt: skip
+    assert res["layer"] == "features.relu4_2" and len(res["channels"]) == 64
+    with pytest.raises(ValueError, match="no_such_layer"):
+        explain(ckpt, export / "heldout", tmp_path / "ex2", layer="features.no_such_layer", progress=False)

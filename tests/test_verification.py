@@ -141,6 +141,7 @@ def test_verify_end_to_end_on_an_exported_synthetic_pair_set(tmp_path):
         assert key in report
     assert report["pairs"] == 60 and 0.0 <= report["accuracy_mean"] <= 1.0
     assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "crops112").exists()  # an export holds model-input crops: only resized, never re-cropped
 
 
 def test_missing_images_are_named(tmp_path):

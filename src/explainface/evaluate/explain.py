@@ -212,6 +212,9 @@ def explain(
     loaded = load_model(model, device)
     net, size, label = loaded.model, loaded.input_size, loaded.label
     layer = layer or loaded.layer
+    from explainface.models.capture import find_module
+
+    find_module(net, layer)  # a wrong name fails before any face is loaded
     counts = SampleCounts()
     if str(data) == SYNTHETIC:
         n = limit if limit is not None else max(images, 200)
