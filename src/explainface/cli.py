@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"explainface {__version__}")
     sub = p.add_subparsers(dest="command", metavar="<command>")
+    from explainface.demo import add_demo_parser
+
+    add_demo_parser(sub)  # the main job first in --help
 
     m = sub.add_parser("models", help="list the registered networks and their target layers")
     m.add_argument("--width", type=float, default=0.25, help="channel width multiplier (default 0.25)")
@@ -164,18 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     from explainface.data.part_sheet import add_parts_parser
 
     add_parts_parser(sub)
-    from explainface.evaluate.explain import add_explain_parser
-
-    add_explain_parser(sub)
-    from explainface.explain.visualize import add_visualize_parser
-
-    add_visualize_parser(sub)
-    from explainface.report.build import add_report_parser
-
-    add_report_parser(sub)
-    from explainface.demo import add_demo_parser
-
-    add_demo_parser(sub)
 
     ve = sub.add_parser(
         "verify",
@@ -217,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=0.01")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
+    from explainface.evaluate.explain import add_explain_parser
+
+    add_explain_parser(sub)
+    from explainface.explain.visualize import add_visualize_parser
+
+    add_visualize_parser(sub)
+    from explainface.report.build import add_report_parser
+
+    add_report_parser(sub)
     return p
 
 
