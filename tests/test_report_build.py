@@ -45,3 +45,17 @@ def test_report_export_is_reused_when_the_settings_match(tmp_path):
     assert (out / "meta.json").stat().st_mtime_ns == stamp
     export_heldout_faces(tmp_path / "faces", 112, identities=20, per_identity=3, progress=False)
     assert json.loads((out / "meta.json").read_text())["counts"]["per_identity"] == 3
+
+
+def test_a_single_model_on_generator_faces_needs_no_pairs(tmp_path):
+    from explainface.report.build import build_report
+
+    ckpt = tiny_checkpoint(tmp_path / "a.safetensors")
+    path = build_report(ckpt, tmp_path / "rep", data="synthetic", images=10, runs=2, progress=False)
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert len(data["models"]) == 1 and data["models"][0]["verification"] is None
+    assert data["models"][0]["explainability"]["images"] == 200  # the generator's default: max(N, 200) faces
+    html = path.read_text()
+    for sid, _ in SECTIONS:
+        assert f'id="{sid}"' in html
+    assert not (tmp_path / "rep" / "model" / "verify").exists()
