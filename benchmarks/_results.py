@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -15,3 +16,26 @@ def write_result(result: dict, out: str | Path) -> Path:
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return out
+
+
+def machine() -> dict:
+    """The machine a result was measured on: CPU model, torch threads and version, Python, GPU if any."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info

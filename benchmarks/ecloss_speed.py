@@ -21,8 +21,6 @@ faster than the naive reference; K=full within 512 MiB extra peak memory.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +32,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+from _results import machine, write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from explainface.losses import ECLoss  # noqa: E402
 from explainface.memory import peak_memory  # noqa: E402
@@ -195,26 +195,6 @@ def bench_step(device: torch.device, steps: int) -> dict:
     return out
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "logical_cpus": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ecloss_speed.json"))
@@ -257,10 +237,7 @@ def main() -> int:
         "full_peak_at_most_512mib": full["fast_peak_mib"] <= 512,
     }
     print("targets:", targets)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "loss": loss_rows, "step": step, "targets": targets}, indent=2))
-    print(f"wrote {out}")
+    write_result({"machine": info, "loss": loss_rows, "step": step, "targets": targets}, args.out)
     return 0
 
 

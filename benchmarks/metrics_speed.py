@@ -20,14 +20,13 @@ those maps are checked against it in the same run. Target (issue 6): fast PE + L
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _results import RESULTS, write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _results import RESULTS, machine, write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -111,18 +110,6 @@ def time_reference(maps: torch.Tensor, parts: torch.Tensor, iou_maps: int, peak_
         "iou_max_abs_diff": float((fast_iou - slow_iou).abs().max()),
         "peak_counts_equal": bool(torch.equal(peaks.count_peaks(flat), slow_peaks)),
     }
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def main() -> int:
