@@ -13,13 +13,14 @@ to its end instead of being cut off).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from explainface.train.config import TrainConfig
 
+#: The two networks: (role in the report, run folder, with ECLoss, label); the report's model comes first.
+NETWORKS = (("model", "ecloss", True, "ECLoss"), ("baseline", "softmax", False, "ordinary (softmax)"))
 #: Share of the budget left for everything but training (export, calibration, evaluation, pictures, report).
 EVAL_SHARE = 0.2
 
@@ -43,13 +44,14 @@ class DemoPlan:
     beta: str = "auto"
     #: ECLoss options beyond the paper for the ECLoss network, e.g. ["normalize=max", "temperature=0.1"]
     ecloss_options: list[str] = field(default_factory=list)
+    smoke_test: bool = False  # made by `quick()`: `--quick` reproduces it
 
     @classmethod
     def quick(cls, minutes: float = 0.5, seed: int = 0) -> DemoPlan:
         return cls(
             minutes=minutes, seed=seed, model="vgg13_bn", width=0.0625, identities=20,
             per_identity=6, heldout_identities=20, heldout_per_identity=4, batch_size=16, explain_images=20,
-            explain_runs=2,
+            explain_runs=2, smoke_test=True,
         )  # fmt: skip
 
 
@@ -62,7 +64,6 @@ def train_config(plan: DemoPlan, ecloss: bool, max_steps: int) -> TrainConfig:
     cfg.val.pairs = None  # verified afterwards on the exported held-out pairs
     cfg.optim.batch_size, cfg.optim.max_steps, cfg.optim.lr = plan.batch_size, max_steps, 0.05
     cfg.optim.warmup_steps = max(1, min(50, max_steps // 10))
-    cfg.optim.max_minutes = None
     cfg.run.seed, cfg.run.checkpoint_every, cfg.run.log_every = plan.seed, 10**9, 5
     if ecloss:
         from explainface.train.config import config_from_dict, parse_overrides
@@ -98,6 +99,7 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
     """Run the demo into `out_dir`; returns the summary (also written to summary.json)."""
     import shutil
 
+    from explainface.evaluate.explain import json_safe
     from explainface.report.build import assemble_report, evaluate_model, export_heldout_faces
     from explainface.train.trainer import Trainer
 
@@ -115,15 +117,16 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
     train_seconds = 60.0 * plan.minutes * (1 - EVAL_SHARE) - (time.perf_counter() - start)
     steps = max(10, int(train_seconds / 2 / step_s))
     say(f"[2/4] training 2 networks x {steps} steps ({step_s:.2f} s/step measured here; budget {plan.minutes:g} min)")
-    entries, trained = [], {}
-    for name, ecloss in (("ecloss", True), ("softmax", False)):
-        summary = Trainer(train_config(plan, ecloss, steps), out / name, progress=progress).train()
-        trained[name] = summary
+    trained = {
+        name: Trainer(train_config(plan, ecloss, steps), out / name, progress=progress).train()
+        for _, name, ecloss, _ in NETWORKS
+    }
     say("[3/4] verification and explainability metrics on the held-out faces")
-    for role, name in (("model", "ecloss"), ("baseline", "softmax")):  # the report's model, then its baseline
+    entries = []
+    for role, name, _, label in NETWORKS:
         e = evaluate_model(trained[name]["checkpoint"], out / role, faces / "heldout" / "pairs.txt",
                            faces / "heldout", plan.explain_images, plan.explain_runs, plan.seed, progress)  # fmt: skip
-        e["label"] = f"{'ECLoss' if name == 'ecloss' else 'ordinary (softmax)'}: {plan.model} w{plan.width:g}"
+        e["label"] = f"{label}: {plan.model} w{plan.width:g}"
         entries.append(e)
     say("[4/4] pictures and the report")
     notes = [
@@ -132,11 +135,13 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
         f"ECLoss (beta {plan.beta}{', ' + ', '.join(plan.ecloss_options) if plan.ecloss_options else ''}).",
         f"Evaluated on {plan.heldout_identities} held-out identities never seen in training.",
     ]
-    roles = (("model", "ecloss"), ("baseline", "softmax"))
-    curves = {role: {"curves": out / name / "curves.png"} for role, name in roles}
+    curves = {role: {"curves": out / name / "curves.png"} for role, name, _, _ in NETWORKS}
+    command = f"explainface demo --out {out} --minutes {plan.minutes:g} --seed {plan.seed}" + "".join(
+        [" --quick"] * plan.smoke_test + [f" --ecloss {o}" for o in plan.ecloss_options]
+    )
     report = assemble_report(
         out, entries, "synthetic", title="explainface demo: ECLoss vs an ordinary network", notes=notes,
-        commands=[f"explainface demo --out {out} --minutes {plan.minutes:g}"], extra_images=curves, seed=plan.seed,
+        commands=[command], extra_images=curves, seed=plan.seed,
     )  # fmt: skip
     metrics = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share")
     summary = {
@@ -154,20 +159,12 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
                 **{k: e["verification"][k] for k in ("accuracy_mean", "accuracy_std", "auc", "eer")},
                 **{k: e["explainability"][k] for k in metrics},
             }
-            for name, e in zip(("ecloss", "softmax"), entries)
+            for (_, name, _, _), e in zip(NETWORKS, entries)
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
     say(f"report: {report}")
     return summary
-
-
-def _json_default(obj):
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    raise TypeError(type(obj).__name__)
 
 
 def add_demo_parser(subparsers) -> None:

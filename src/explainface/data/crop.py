@@ -65,7 +65,8 @@ class CropInfo:
     "no_face" (no face, skipped); the integer square `(x0, y0, side)` in source pixels (None when skipped);
     the box used; the number of faces found; the source `(height, width)`.
 
-    A source point p maps into the crop as `(p - (x0, y0)) * size / side`.
+    A source point p (pixel centres at integers) maps into the crop as `(p - (x0, y0) + 0.5) * size / side - 0.5`
+    (`part_masks.crop_landmarks`; tested to 0.05 px against `crop_square`).
     """
 
     status: Literal["face", "centre", "no_face"]

@@ -88,7 +88,7 @@ def main_face(boxes: Sequence[Box], height: int, width: int) -> Box | None:
     return max(boxes, key=score, default=None)
 
 
-def _as_uint8_image(image: np.ndarray) -> np.ndarray:
+def as_uint8_image(image: np.ndarray) -> np.ndarray:
     """dlib and OpenCV want C-contiguous uint8 grey [H, W] or RGB [H, W, 3]."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
@@ -100,7 +100,8 @@ def _as_uint8_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _import_dlib() -> Any:
+def import_dlib() -> Any:
+    """The dlib module, or an ImportError that says how to install it."""
     try:
         import dlib
     except ImportError as e:
@@ -142,13 +143,13 @@ class DlibHogDetector(_LazyModel):
     def __init__(self, upsample: int = 1, threshold: float = 0.0) -> None:
         self.upsample = int(upsample)
         self.threshold = float(threshold)
-        _import_dlib()  # fail at construction, not in the first worker task
+        import_dlib()  # fail at construction, not in the first worker task
 
     def _load(self) -> Any:
-        return _import_dlib().get_frontal_face_detector()
+        return import_dlib().get_frontal_face_detector()
 
     def detect(self, image_rgb: np.ndarray) -> list[Box]:
-        rects, scores, _ = self.model.run(_as_uint8_image(image_rgb), self.upsample, self.threshold)
+        rects, scores, _ = self.model.run(as_uint8_image(image_rgb), self.upsample, self.threshold)
         return [Box(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s)) for r, s in zip(rects, scores)]
 
     def __repr__(self) -> str:
@@ -176,14 +177,14 @@ class DlibCnnDetector(_LazyModel):
 
     def __init__(self, upsample: int = 0, model_path: str | Path | None = None) -> None:
         self.upsample = int(upsample)
-        _import_dlib()
+        import_dlib()
         self.model_path = Path(model_path) if model_path is not None else face_recognition_model_path(CNN_MODEL_FILE)
 
     def _load(self) -> Any:
-        return _import_dlib().cnn_face_detection_model_v1(str(self.model_path))
+        return import_dlib().cnn_face_detection_model_v1(str(self.model_path))
 
     def detect(self, image_rgb: np.ndarray) -> list[Box]:
-        found = self.model(_as_uint8_image(image_rgb), self.upsample)
+        found = self.model(as_uint8_image(image_rgb), self.upsample)
         out = []
         for d in found:
             r = d.rect
@@ -213,7 +214,7 @@ class HaarDetector(_LazyModel):
         return cascade
 
     def detect(self, image_rgb: np.ndarray) -> list[Box]:
-        image = _as_uint8_image(image_rgb)
+        image = as_uint8_image(image_rgb)
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         rects, neighbours = self.model.detectMultiScale2(
             grey,

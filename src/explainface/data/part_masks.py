@@ -524,8 +524,7 @@ def crop_landmarks(landmarks: np.ndarray, square: tuple[float, float, float], si
     `size` x `size` crop that `crop_square(image, *square, size)` makes.
 
     `crop_square` cuts the whole pixels of `integer_square(*square)` and resizes them with OpenCV, whose
-    resampling maps pixel centres: source x -> `(x - x0 + 0.5) * size / side - 0.5`. (`CropInfo`'s docstring
-    states the corner form `(x - x0) * size / side`, which is off by `0.5 * size / side - 0.5` pixels.)
+    resampling maps pixel centres: source x -> `(x - x0 + 0.5) * size / side - 0.5`.
     """
     x0, y0, side = integer_square(*square)
     pts = np.asarray(landmarks, np.float64)
@@ -587,9 +586,9 @@ def face_parts_for_crop(
 
 @functools.lru_cache(maxsize=1)
 def _shape_predictor() -> Any:
-    from explainface.data.detect import _import_dlib
+    from explainface.data.detect import import_dlib
 
-    return _import_dlib().shape_predictor(str(face_recognition_model_path(SHAPE_PREDICTOR_FILE)))
+    return import_dlib().shape_predictor(str(face_recognition_model_path(SHAPE_PREDICTOR_FILE)))
 
 
 def predict_landmarks68(
@@ -600,15 +599,15 @@ def predict_landmarks68(
 
     The predictor was trained on dlib HOG boxes; other detectors' boxes give somewhat worse points.
     """
-    from explainface.data.detect import _as_uint8_image, _import_dlib
+    from explainface.data.detect import as_uint8_image, import_dlib
 
-    image = _as_uint8_image(image_rgb)
+    image = as_uint8_image(image_rgb)
     if box is None:
         det = create_detector(detector) if isinstance(detector, str) else detector
         box = main_face(det.detect(image), *image.shape[:2])
         if box is None:
             return None
-    dlib = _import_dlib()
+    dlib = import_dlib()
     rect = dlib.rectangle(
         int(round(box.left)), int(round(box.top)), int(round(box.right)) - 1, int(round(box.bottom)) - 1
     )

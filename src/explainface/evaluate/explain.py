@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,19 +43,13 @@ class PartSample:
 
 @dataclass
 class SampleCounts:
-    """What loading faces did: used, by label source, and skipped with the reason per file."""
+    """What loading faces did: faces used per label source, and the skipped files with the reason."""
 
-    used: int = 0
-    by_source: dict | None = None
-    skipped: dict | None = None
+    by_source: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.by_source = self.by_source or {}
-        self.skipped = self.skipped or {}
-
-    def add(self, source: str) -> None:
-        self.used += 1
-        self.by_source[source] = self.by_source.get(source, 0) + 1
+    def add(self, source: str, n: int = 1) -> None:
+        self.by_source[source] = self.by_source.get(source, 0) + n
 
     def skip(self, name: str, why: str) -> None:
         self.skipped[name] = why
@@ -201,34 +195,27 @@ def explain(
     `images` and `runs` are the PE/AR draws (N images, R runs; SPEC §7). With `data="synthetic"` the generator
     supplies `limit` held-out faces (default max(images, 200)).
     """
+    from explainface.data.synthetic.dataset import to_tensor
     from explainface.evaluate.explainability import ExplainabilityAccumulator, masks_from_labels
-    from explainface.models.capture import FeatureCapture
+    from explainface.models.capture import FeatureCapture, find_module
+    from explainface.train.checkpoint import load_model
 
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from explainface.train.checkpoint import load_model
-
     loaded = load_model(model, device)
     net, size, label = loaded.model, loaded.input_size, loaded.label
     layer = layer or loaded.layer
-    from explainface.models.capture import find_module
-
     find_module(net, layer)  # a wrong name fails before any face is loaded
     counts = SampleCounts()
     if str(data) == SYNTHETIC:
         n = limit if limit is not None else max(images, 200)
-        samples = synthetic_samples(n, size, seed=seed)
-        for _ in range(n):
-            counts.add("generator")
-        samples = tqdm(samples, total=n, desc="faces", unit="img", disable=not progress)
+        counts.add("generator", n)
+        samples = tqdm(synthetic_samples(n, size, seed=seed), total=n, desc="faces", unit="img", disable=not progress)
     else:
         samples = folder_samples(data, size, crop, detector, landmarks, limit, seed, counts, progress)
 
-    from explainface.data.synthetic.dataset import to_tensor
-
     acc = ExplainabilityAccumulator(size=size, rho=rho)
-    names: list[str] = []
     pending: list[PartSample] = []
 
     def flush() -> None:
@@ -238,7 +225,6 @@ def explain(
         maps = cap.output.float().cpu()
         labels = torch.from_numpy(np.stack([s.labels for s in pending]))
         acc.add(maps, masks_from_labels(labels))
-        names.extend(s.name for s in pending)
         pending.clear()
 
     for s in samples:
@@ -247,7 +233,7 @@ def explain(
             flush()
     if pending:
         flush()
-    if not names:
+    if acc.images == 0:
         raise ValueError(f"{data}: no usable faces (skipped: {len(counts.skipped)})")
     t_maps = time.perf_counter()
     rep = acc.report(n_images=images, runs=runs, seed=seed)
@@ -258,10 +244,6 @@ def explain(
         "layer": layer,
         "input_size": size,
         "data": str(data),
-        "images": len(names),
-        "draw_images": min(images, len(names)),
-        "runs": runs,
-        "rho": rho,
         "seed": seed,
         "part_names": list(PART_NAMES[1:]),
         "label_sources": counts.by_source,
@@ -270,24 +252,26 @@ def explain(
         "seconds": {"maps": t_maps - start, "metrics": time.perf_counter() - t_maps},
     }
     write_channel_dictionary(rep["channels"], out)
-    (out / "explainability.json").write_text(json.dumps(_finite(result), indent=2))
+    (out / "explainability.json").write_text(json.dumps(json_safe(result), indent=2))
     return result
 
 
-def _finite(obj):
-    """JSON has no NaN: non-finite floats become None."""
+def json_safe(obj):
+    """A copy that strict JSON can hold: non-finite floats become None (JSON has no NaN), paths become strings."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
     return obj
 
 
 def write_channel_dictionary(channels: list[dict], out: Path) -> None:
     """`channel_dictionary.json` and a readable `channel_dictionary.md`: channels grouped by dominant part."""
-    (out / "channel_dictionary.json").write_text(json.dumps(_finite(channels), indent=2))
+    (out / "channel_dictionary.json").write_text(json.dumps(json_safe(channels), indent=2))
     header = "| part | channels | mean frequency | channel (frequency) |"
     lines = ["# Channel dictionary", "", header, "|---|---|---|---|"]
     by_part: dict[str, list[dict]] = {}

@@ -97,21 +97,14 @@ def embed_crops(
 
 
 def _dlib_models():
-    import importlib.util
+    from explainface.data.detect import face_recognition_model_path, import_dlib
 
-    import dlib
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "--model dlib needs the face_recognition_models package (pip install face_recognition_models)"
-        )
-    base = Path(list(spec.submodule_search_locations)[0]) / "models"
+    dlib = import_dlib()
     return (
         dlib.get_frontal_face_detector(),
-        dlib.cnn_face_detection_model_v1(str(base / "mmod_human_face_detector.dat")),
-        dlib.shape_predictor(str(base / "shape_predictor_5_face_landmarks.dat")),
-        dlib.face_recognition_model_v1(str(base / "dlib_face_recognition_resnet_model_v1.dat")),
+        dlib.cnn_face_detection_model_v1(str(face_recognition_model_path("mmod_human_face_detector.dat"))),
+        dlib.shape_predictor(str(face_recognition_model_path("shape_predictor_5_face_landmarks.dat"))),
+        dlib.face_recognition_model_v1(str(face_recognition_model_path("dlib_face_recognition_resnet_model_v1.dat"))),
     )
 
 

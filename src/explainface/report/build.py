@@ -82,6 +82,7 @@ def assemble_report(
 ) -> Path:
     """Draw the pictures of each evaluated model (`entries`: model first, then the baseline, each as returned by
     `evaluate_model` plus a `label`) on `faces` ("synthetic" or image paths) and write `out/report.html`."""
+    from explainface.evaluate.explain import json_safe
     from explainface.explain.visualize import visualize
     from explainface.report.html import render_report
 
@@ -120,7 +121,7 @@ def assemble_report(
         "figures": figures,
         "commands": commands or [],
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "report.json").write_text(json.dumps(json_safe(report), indent=2))
     return render_report(report, out / "report.html")
 
 
@@ -145,7 +146,8 @@ def build_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = [model] + ([baseline] if baseline is not None else [])
-    sizes = {load_model(c).input_size for c in checkpoints}
+    loaded = [load_model(c) for c in checkpoints]
+    sizes = {m.input_size for m in loaded}
     if len(sizes) > 1:
         raise ValueError(f"the model and the baseline take different input sizes: {sorted(sizes)}")
     faces: str | list = "synthetic"
@@ -158,9 +160,9 @@ def build_report(
 
         faces = [str(p) for p in face_files(Path(data))[:GALLERY_PEOPLE]]
     entries = []
-    for role, ckpt in zip(ROLES, checkpoints):
+    for role, ckpt, m in zip(ROLES, checkpoints, loaded):
         e = evaluate_model(ckpt, out / role, pairs, data, images, runs, seed, progress)
-        e["label"] = f"{role}: {load_model(ckpt).label}"
+        e["label"] = f"{role}: {m.label}"
         entries.append(e)
     return assemble_report(out, entries, faces, commands=[shlex.join(["explainface", *sys.argv[1:]])], seed=seed)
 
