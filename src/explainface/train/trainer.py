@@ -381,6 +381,7 @@ class Trainer:
             from explainface.train.plots import plot_curves
 
             plot_curves(self.out)
+        self.ddp = None  # it holds the process group, which shutdown must free
         dd.shutdown(self.dist)
         return summary
 
