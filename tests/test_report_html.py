@@ -169,9 +169,12 @@ EX_B = {
 }
 
 
-@pytest.fixture
-def report(tmp_path) -> dict:
+def _two_model_report(tmp: Path, scale: int = 1) -> dict:
     """Two models with every section filled: 2 ROC images, 1 dictionary picture, 2 figures (5 images)."""
+
+    def png(name: str, h: int, w: int, seed: int) -> str:
+        return str(_png(tmp / name, h * scale, w * scale, seed))
+
     return {
         "title": "ECLoss vs ordinary",
         "subtitle": "synthetic faces",
@@ -183,25 +186,27 @@ def report(tmp_path) -> dict:
                 "checkpoint": "runs/a.safetensors",
                 "verification": VER_A,
                 "explainability": EX_A,
-                "images": {
-                    "roc": str(_png(tmp_path / "roc_a.png", 80, 100, 1)),
-                    "channel_dictionary": str(_png(tmp_path / "dict.png", 60, 160, 2)),
-                },
+                "images": {"roc": png("roc_a.png", 80, 100, 1), "channel_dictionary": png("dict.png", 60, 160, 2)},
             },
             {
                 "label": "Ordinary",
                 "checkpoint": "runs/b.safetensors",
                 "verification": VER_B,
                 "explainability": EX_B,
-                "images": {"roc": str(_png(tmp_path / "roc_b.png", 80, 100, 3))},
+                "images": {"roc": png("roc_b.png", 80, 100, 3)},
             },
         ],
         "figures": [
-            {"title": "Overlays", "caption": "top 10%", "png_path": str(_png(tmp_path / "g1.png", 90, 240, 4))},
-            {"title": "Curves", "caption": "", "png_path": str(_png(tmp_path / "g2.png", 70, 200, 5))},
+            {"title": "Overlays", "caption": "top 10%", "png_path": png("g1.png", 90, 240, 4)},
+            {"title": "Curves", "caption": "", "png_path": png("g2.png", 70, 200, 5)},
         ],
         "commands": ["explainface report --model a --baseline b --out r"],
     }
+
+
+@pytest.fixture
+def report(tmp_path) -> dict:
+    return _two_model_report(tmp_path)
 
 
 def _page(report: dict, tmp_path: Path) -> tuple[Page, str]:
@@ -379,37 +384,9 @@ needs_chromium = pytest.mark.skipif(
 def rendered(tmp_path_factory) -> tuple[Page, Path, int]:
     """The two-model report loaded once in headless Chromium: the DOM after load, the screenshot, images given."""
     tmp = tmp_path_factory.mktemp("browser")
-    html = render_report(_report_for_browser(tmp), tmp / "report.html")
+    html = render_report(_two_model_report(tmp, scale=2), tmp / "report.html")
     dom = render(html, tmp / "shot.png", timeout=60)
     return Page(dom), tmp / "shot.png", 5
-
-
-def _report_for_browser(tmp: Path) -> dict:
-    return {
-        "title": "browser check",
-        "models": [
-            {
-                "label": "ECLoss",
-                "verification": VER_A,
-                "explainability": EX_A,
-                "images": {
-                    "roc": str(_png(tmp / "roc_a.png", 200, 260, 1)),
-                    "channel_dictionary": str(_png(tmp / "dict.png", 120, 400, 2)),
-                },
-            },
-            {
-                "label": "Ordinary",
-                "verification": VER_B,
-                "explainability": EX_B,
-                "images": {"roc": str(_png(tmp / "roc_b.png", 200, 260, 3))},
-            },
-        ],
-        "figures": [
-            {"title": "Overlays", "caption": "c", "png_path": str(_png(tmp / "g1.png", 160, 600, 4))},
-            {"title": "Curves", "caption": "c", "png_path": str(_png(tmp / "g2.png", 140, 500, 5))},
-        ],
-        "commands": ["explainface report --model a --out r"],
-    }
 
 
 @needs_chromium
