@@ -38,7 +38,7 @@ def test_auto_beta_smooths_with_exponential_moving_averages():
 
 def test_auto_beta_is_clamped_and_survives_zero_or_nan_gradients():
     beta = AutoBeta()
-    beta.update(1.0, 0.0)
+    beta.update(1.0, 1e-6)
     assert beta.value == 1e2
     beta = AutoBeta()
     beta.update(0.0, 1.0)
@@ -46,6 +46,28 @@ def test_auto_beta_is_clamped_and_survives_zero_or_nan_gradients():
     before = beta.value
     beta.update(float("nan"), 1.0)
     assert beta.value == before
+
+
+def test_auto_beta_keeps_its_value_when_the_regulariser_gradient_is_zero(caplog):
+    beta = AutoBeta(rho=0.1, momentum=0.5)
+    beta.update(2.0, 0.5)
+    before = beta.value
+    with caplog.at_level(logging.WARNING, logger="explainface.beta"):
+        beta.update(2.0, 0.0)  # the old trap: ema_reg -> 0 sent beta to its clamp of 100
+    assert beta.value == before and "gradient at the target maps is 0" in caplog.text
+    fresh = AutoBeta()
+    fresh.update(1.0, 0.0)
+    assert fresh.value == 1e-5
+
+
+def test_auto_beta_on_a_loss_that_does_not_reach_the_target_maps_is_an_error():
+    feat = torch.rand(2, 4, 14, 14, requires_grad=True)
+    other = torch.rand(3, requires_grad=True)
+    id_loss = feat.sum()
+    with pytest.raises(ValueError, match="does not depend on them.*constant beta"):
+        total_loss(id_loss, other.square().sum(), AutoBeta(), features=feat)
+    total = total_loss(id_loss, other.square().sum(), ConstantBeta(0.5), features=feat)  # a constant beta is fine
+    assert float(total) == pytest.approx(float(id_loss) + 0.5 * float(other.square().sum()))
 
 
 def test_auto_beta_state_round_trips_for_resume():

@@ -15,7 +15,7 @@ METRICS = ("accuracy_mean", "accuracy_std", "auc", "eer", "pe_mean", "pe_se", "l
 def test_the_two_networks_differ_only_in_the_regulariser():
     plan = DemoPlan()
     a, b = train_config(plan, ecloss=True, max_steps=100).to_dict(), train_config(plan, False, 100).to_dict()
-    assert a.pop("regularizer") != b.pop("regularizer")
+    assert a.pop("regularizers") != b.pop("regularizers")
     assert a == b
 
 
@@ -42,8 +42,8 @@ def test_ecloss_options_reach_only_the_ecloss_network_and_typos_are_errors():
     import pytest
 
     plan = DemoPlan(ecloss_options=["normalize=max", "temperature=0.05"])
-    reg = train_config(plan, ecloss=True, max_steps=10).regularizer
-    assert (reg.name, reg.normalize, reg.temperature) == ("ecloss", "max", 0.05)
-    assert train_config(plan, ecloss=False, max_steps=10).regularizer.name == "none"
+    (reg,) = train_config(plan, ecloss=True, max_steps=10).regularizers
+    assert (reg["name"], reg["normalize"], reg["temperature"]) == ("ecloss", "max", 0.05)
+    assert train_config(plan, ecloss=False, max_steps=10).regularizers == []
     with pytest.raises(ValueError, match="nope"):
         train_config(DemoPlan(ecloss_options=["nope=1"]), ecloss=True, max_steps=10)

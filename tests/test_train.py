@@ -39,9 +39,9 @@ def _train_cmd(out: Path, *extra: str) -> list[str]:
 
 
 def test_config_follows_base_chain_and_overrides():
-    cfg = load_config(ROOT / "configs/paper/vgg19_ecloss.yaml", ["optim.lr=0.01", "regularizer.beta=auto:0.2"])
+    cfg = load_config(ROOT / "configs/paper/vgg19_ecloss.yaml", ["optim.lr=0.01", "regularizers.0.beta=auto:0.2"])
     assert cfg.model.name == "vgg19_bn" and cfg.model.input_size == 224
-    assert cfg.regularizer.name == "ecloss" and cfg.regularizer.beta == "auto:0.2"
+    assert [(r["name"], r["beta"], r["k"]) for r in cfg.regularizers] == [("ecloss", "auto:0.2", 400)]
     assert cfg.optim.lr == 0.01 and cfg.optim.batch_size == 64  # from base.yaml
     assert parse_overrides(["a.b=null", "c=3"]) == {"a": {"b": None}, "c": 3}
 
@@ -128,7 +128,8 @@ def test_training_writes_logs_checkpoint_curves_and_learns(tmp_path):
 
     m = read_metrics(out)
     assert len(m["step"]) == 16 and m["id_loss"][-4:].mean() < m["id_loss"][:4].mean()
-    assert all(math.isfinite(v) for v in m["mi"]) and (m["beta"] > 0).all()
+    assert all(math.isfinite(v) for v in m["ecloss.mi"]) and (m["ecloss.beta"] > 0).all()
+    assert m["ecloss.loss"] == pytest.approx(-m["ecloss.mi"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 16 and 0.0 <= summary["val"]["accuracy"] <= 1.0
 

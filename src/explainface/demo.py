@@ -66,13 +66,10 @@ def train_config(plan: DemoPlan, ecloss: bool, max_steps: int) -> TrainConfig:
     cfg.optim.warmup_steps = max(1, min(50, max_steps // 10))
     cfg.run.seed, cfg.run.checkpoint_every, cfg.run.log_every = plan.seed, 10**9, 5
     if ecloss:
-        from explainface.train.config import config_from_dict, parse_overrides
+        from explainface.train.config import check_regularizers, parse_overrides
 
-        cfg.regularizer.name, cfg.regularizer.beta = "ecloss", plan.beta
-        if plan.ecloss_options:
-            values = cfg.to_dict()
-            values["regularizer"].update(parse_overrides(plan.ecloss_options))
-            cfg = config_from_dict(values)  # unknown keys are errors here
+        spec = {"name": "ecloss", "beta": plan.beta, **parse_overrides(plan.ecloss_options)}
+        cfg.regularizers = check_regularizers([spec], "--ecloss")  # unknown options are errors here
     return cfg
 
 

@@ -1,8 +1,15 @@
-"""Losses on the target layer's maps: activation templates, ECLoss and its beta controllers."""
+"""Regularisers of the target layer (a registry of names), activation templates, ECLoss, beta controllers."""
 
-from explainface.losses.base import MapRegularizer
+from explainface.losses.base import MapRegularizer, Regularizer, StepContext
 from explainface.losses.beta import AutoBeta, ConstantBeta, make_beta
 from explainface.losses.ecloss import ECLoss, ecloss, mutual_information
+from explainface.losses.registry import (
+    check_regularizer_params,
+    create_regularizer,
+    list_regularizers,
+    register_regularizer,
+    regularizer_params,
+)
 from explainface.losses.templates import (
     build_templates,
     default_radius,
@@ -16,6 +23,13 @@ __all__ = [
     "ConstantBeta",
     "ECLoss",
     "MapRegularizer",
+    "Regularizer",
+    "StepContext",
+    "check_regularizer_params",
+    "create_regularizer",
+    "list_regularizers",
+    "register_regularizer",
+    "regularizer_params",
     "build_templates",
     "default_radius",
     "ecloss",

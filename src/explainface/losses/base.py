@@ -1,18 +1,57 @@
-"""The call shape shared by every target-layer regulariser (ECLoss, later the diversity losses).
+"""The call shapes shared by every regulariser (ECLoss, later the diversity losses), and a step's context.
 
-A regulariser is an ``nn.Module`` that takes the target layer's maps
-``[B, C, H, W]`` (after ReLU) and returns a scalar loss to be *added*, with a
-weight beta, to the identity loss (paper eq. 1).
+A regulariser is an ``nn.Module`` whose ``loss(ctx)`` returns a scalar to be
+*added*, with its own weight beta, to the identity loss (paper eq. 7):
+``total = L_id + sum_r beta_r * loss_r``. It reads what it needs from the
+`StepContext` (images, labels, target-layer maps, embedding, the model), so a
+loss that needs more than the maps (an occlusion branch, a second forward
+pass) fits without a special case in the trainer. ``stats()`` returns the
+numbers it wants logged after a step (the trainer writes them as CSV and
+TensorBoard columns ``<name>.<stat>``); ``STATS`` names them up front so the
+log's columns are fixed when the run starts.
+
+`MapRegularizer` is the common case: a loss of the target-layer maps alone,
+callable directly as ``reg(maps)``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 
-class MapRegularizer(nn.Module):
-    """Base class: validates the maps and calls `compute`; subclasses override only `compute`."""
+@dataclass
+class StepContext:
+    """What a regulariser may read at one training step (tensors keep their graphs)."""
+
+    images: torch.Tensor  # [B, 3, S, S] as the network saw them (flipped, channels-last)
+    labels: torch.Tensor  # [B] identity labels
+    maps: torch.Tensor  # [B, C, H, W] target-layer output (after ReLU)
+    embedding: torch.Tensor  # [B, D] the backbone's embedding
+    model: nn.Module  # the backbone (call it for a second branch, e.g. occluded faces)
+    head: nn.Module | None = None  # the identity head (classify a second branch)
+    step: int = 0
+
+
+class Regularizer(nn.Module):
+    """Base of every registered regulariser: override `loss` (and `stats`/`STATS` to log numbers)."""
+
+    #: Names of the values `stats()` returns; they become log columns ``<name>.<stat>``.
+    STATS: ClassVar[tuple[str, ...]] = ()
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, float]:
+        """Numbers of the last `loss` call to log (keys: `STATS`)."""
+        return {}
+
+
+class MapRegularizer(Regularizer):
+    """A loss of the target-layer maps alone: validates the maps and calls `compute`; override `compute`."""
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         if not isinstance(maps, torch.Tensor):
@@ -26,6 +65,9 @@ class MapRegularizer(nn.Module):
         if maps.numel() == 0:
             raise ValueError(f"{type(self).__name__} got empty maps of shape {tuple(maps.shape)}")
         return self.compute(maps)
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        return self(ctx.maps)
 
     def compute(self, maps: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

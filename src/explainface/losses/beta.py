@@ -16,6 +16,7 @@ in the controller's attributes for the trainer's CSV/TensorBoard logs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Union
 
 import torch
@@ -71,6 +72,7 @@ class AutoBeta:
         self.ema_id: float | None = None
         self.ema_reg: float | None = None
         self.steps = 0
+        self._warned_zero = False
 
     def update(self, id_grad_norm: float, reg_grad_norm: float) -> float:
         """Fold in one step's gradient norms; return the beta for the next step."""
@@ -78,10 +80,16 @@ class AutoBeta:
         if not (id_grad_norm >= 0 and reg_grad_norm >= 0):  # also rejects NaN
             log.warning("beta: ignoring non-finite gradient norms (id=%s, reg=%s)", id_grad_norm, reg_grad_norm)
             return self.value
+        if reg_grad_norm == 0:
+            # no signal this step (e.g. all-zero maps): folding a 0 in would send beta to its clamp
+            if not self._warned_zero:
+                log.warning("beta: the regulariser's gradient at the target maps is 0; beta kept at %.3g", self.value)
+                self._warned_zero = True
+            return self.value
         mom = self.momentum
         self.ema_id = id_grad_norm if self.ema_id is None else mom * self.ema_id + (1 - mom) * id_grad_norm
         self.ema_reg = reg_grad_norm if self.ema_reg is None else mom * self.ema_reg + (1 - mom) * reg_grad_norm
-        target = self.rho * self.ema_id / self.ema_reg if self.ema_reg > 0 else self.max_value
+        target = self.rho * self.ema_id / self.ema_reg
         self.value = min(self.max_value, max(self.min_value, target))
         self.steps += 1
         log.debug(
@@ -121,13 +129,45 @@ def make_beta(beta: float | str | BetaController, **auto_kwargs: float) -> BetaC
     return ConstantBeta(float(beta))
 
 
-def target_gradient_norms(features: torch.Tensor, id_loss: torch.Tensor, reg_loss: torch.Tensor) -> tuple[float, float]:
-    """L2 norms of d(id_loss)/d(features) and d(reg_loss)/d(features), graph kept for backward."""
+def target_gradient_norms(
+    features: torch.Tensor, id_loss: torch.Tensor, reg_loss: torch.Tensor, name: str = "regularizer"
+) -> tuple[float, float]:
+    """L2 norms of d(id_loss)/d(features) and d(reg_loss)/d(features), graph kept for backward.
+
+    A regulariser whose loss does not depend on `features` has no gradient there for auto beta to measure:
+    that is a ValueError (it used to read as a norm of 0 and send beta to its clamp).
+    """
     (g_id,) = torch.autograd.grad(id_loss, features, retain_graph=True, allow_unused=True)
     (g_reg,) = torch.autograd.grad(reg_loss, features, retain_graph=True, allow_unused=True)
+    if g_reg is None:
+        raise ValueError(
+            f'{name}: beta="auto" measures the gradient at the target-layer maps, but this loss does not depend on '
+            "them; give it a constant beta"
+        )
     n_id = 0.0 if g_id is None else float(g_id.float().norm())
-    n_reg = 0.0 if g_reg is None else float(g_reg.float().norm())
-    return n_id, n_reg
+    return n_id, float(g_reg.float().norm())
+
+
+def regularized_loss(
+    id_loss: torch.Tensor,
+    terms: Sequence[tuple[str, torch.Tensor, BetaController]],
+    features: torch.Tensor | None = None,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """``alpha * id_loss + sum_r beta_r * loss_r`` (paper eq. 7 with one or more regularisers).
+
+    `terms` holds (name, loss, beta controller). Each term uses its controller's current value; an `AutoBeta`
+    then folds in the gradient norms at `features` (the target-layer maps) for the next step.
+    """
+    total = alpha * id_loss
+    for name, reg_loss, beta in terms:
+        value = beta.value
+        if beta.needs_gradients:
+            if features is None:
+                raise ValueError(f'{name}: beta="auto" needs the target-layer features to measure gradient norms')
+            beta.update(*target_gradient_norms(features, alpha * id_loss, reg_loss, name))
+        total = total + value * reg_loss
+    return total
 
 
 def total_loss(
@@ -137,15 +177,5 @@ def total_loss(
     features: torch.Tensor | None = None,
     alpha: float = 1.0,
 ) -> torch.Tensor:
-    """``alpha * id_loss + beta * reg_loss`` (paper eq. 7), updating an `AutoBeta` from this step's gradients.
-
-    The value used is the controller's current one; an `AutoBeta` then folds in
-    the gradient norms at `features` (the target-layer maps) for the next step.
-    """
-    value = beta.value
-    total = alpha * id_loss + value * reg_loss
-    if beta.needs_gradients:
-        if features is None:
-            raise ValueError('beta="auto" needs the target-layer features to measure gradient norms')
-        beta.update(*target_gradient_norms(features, alpha * id_loss, reg_loss))
-    return total
+    """``alpha * id_loss + beta * reg_loss`` (paper eq. 7) for one regulariser; see `regularized_loss`."""
+    return regularized_loss(id_loss, [("regularizer", reg_loss, beta)], features, alpha)

@@ -45,6 +45,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from explainface.losses.base import MapRegularizer
+from explainface.losses.registry import register_regularizer
 from explainface.losses.templates import PAPER_K, PAPER_TAU, KSpec, build_templates
 
 Normalize = Literal["none", "max", "l2"]
@@ -224,6 +225,7 @@ def mutual_information(
         return math.log(n_templates) + neg_h.mean()
 
 
+@register_regularizer("ecloss")
 class ECLoss(MapRegularizer):
     """ECLoss as a module: ``loss = ECLoss()(maps)``; total loss = L_id + beta * loss (paper eq. 7).
 
@@ -234,6 +236,7 @@ class ECLoss(MapRegularizer):
     """
 
     templates: torch.Tensor
+    STATS = ("mi",)
 
     def __init__(
         self,
@@ -285,6 +288,10 @@ class ECLoss(MapRegularizer):
 
     def compute(self, maps: torch.Tensor) -> torch.Tensor:
         return -self.mutual_information(maps)
+
+    def stats(self) -> dict[str, float]:
+        """MI of the last call (nats; ECLoss = -MI)."""
+        return {"mi": float(self.last_mi) if self.last_mi is not None else float("nan")}
 
     def extra_repr(self) -> str:
         return (

@@ -3,7 +3,9 @@
 A config file may name a ``base:`` (a path relative to itself); its keys
 override the base's, section by section (insightface style, without a global
 mutable object). Command-line overrides use dotted keys, ``optim.lr=0.01``,
-with values parsed as YAML (``beta=auto``, ``epochs=3``, ``root=null``).
+with values parsed as YAML (``epochs=3``, ``root=null``); a number picks a list
+item (``regularizers.0.beta=auto``), and a whole list is YAML too
+(``regularizers=[{name: ecloss, beta: auto}]``, ``regularizers=[]``).
 Unknown keys are errors, so a typo never silently trains the wrong thing.
 """
 
@@ -36,16 +38,10 @@ class HeadConfig:
     margin: str = "arcface"  # partial_fc: arcface | cosface | none
 
 
-@dataclass
-class RegularizerConfig:
-    name: str = "none"  # none | ecloss
-    k: int | str = 400
-    tau: float = 0.001
-    radius: float | None = None
-    normalize: str = "none"
-    temperature: float = 0.1
-    marginal: str = "uniform"
-    beta: float | str = 1e-5  # a number, "auto" or "auto:<rho>"
+#: beta of a regulariser that does not give one: the paper's initial value (eq. 7).
+DEFAULT_BETA = 1e-5
+#: The single-regulariser section of configs and checkpoints made before regularisers were pluggable.
+LEGACY_REGULARIZER_KEYS = ("name", "k", "tau", "radius", "normalize", "temperature", "marginal", "beta")
 
 
 @dataclass
@@ -101,7 +97,9 @@ class RunConfig:
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
-    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    #: Regularisers added to the identity loss, each ``{name: <registered>, beta: <float|auto|auto:rho>, <option>:
+    #: <value> ...}``; the options are the registered class's constructor arguments (checked).
+    regularizers: list[dict[str, Any]] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     val: ValConfig = field(default_factory=ValConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -112,10 +110,63 @@ class TrainConfig:
 
 
 def _merge(base: dict, override: dict) -> dict:
+    """`override` on top of `base`, section by section; ``{"0": {...}}`` on a list edits that list item."""
     out = dict(base)
     for k, v in override.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        old = out.get(k)
+        if isinstance(v, dict) and isinstance(old, dict):
+            out[k] = _merge(old, v)
+        elif isinstance(v, dict) and isinstance(old, list) and v and all(str(i).isdigit() for i in v):
+            items = list(old)
+            for i, sub in v.items():
+                i = int(i)
+                if i >= len(items):
+                    raise ValueError(f"override {k}.{i}: {k} has only {len(items)} item(s)")
+                items[i] = _merge(items[i], sub) if isinstance(sub, dict) and isinstance(items[i], dict) else sub
+            out[k] = items
+        else:
+            out[k] = v
     return out
+
+
+def check_regularizers(value: Any, where: str = "regularizers") -> list[dict[str, Any]]:
+    """Validate a ``regularizers`` list: registered names, known options; fill in ``beta`` (default 1e-5)."""
+    from explainface.losses.registry import check_regularizer_params
+
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: expected a list of {{name: ..., beta: ..., <option>: ...}}, got {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValueError(f"{at}: expected a mapping with a `name`, got {item!r}")
+        params = {k: v for k, v in item.items() if k not in ("name", "beta")}
+        check_regularizer_params(item["name"], params, at)
+        beta = item.get("beta", DEFAULT_BETA)
+        from explainface.losses.beta import make_beta
+
+        try:
+            make_beta(beta)
+        except ValueError as e:
+            raise ValueError(f"{at}: {e}") from None
+        out.append({"name": item["name"], "beta": beta, **params})
+    return out
+
+
+def _legacy_regularizer(section: Any, where: str) -> list[dict[str, Any]]:
+    """The old single ``regularizer:`` section (``name: none|ecloss`` plus ECLoss's options) as a list."""
+    if not isinstance(section, dict):
+        raise ValueError(f"{where}.regularizer: expected a section (mapping), got {section!r}")
+    unknown = sorted(set(section) - set(LEGACY_REGULARIZER_KEYS))
+    if unknown:
+        raise ValueError(f"{where}.regularizer: unknown key(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(LEGACY_REGULARIZER_KEYS)} (new configs use a `regularizers:` list)")  # fmt: skip
+    name = section.get("name", "none")
+    return [] if name in ("none", None) else [{**section, "name": name}]
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -137,6 +188,12 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 
 def _build(cls, values: dict, where: str):
+    if cls is TrainConfig and "regularizer" in values:
+        values = dict(values)
+        legacy = _legacy_regularizer(values.pop("regularizer"), where)
+        if "regularizers" in values:
+            raise ValueError(f"{where}: give `regularizers` (a list) or the old `regularizer` section, not both")
+        values["regularizers"] = legacy
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:
@@ -149,13 +206,15 @@ def _build(cls, values: dict, where: str):
             if not isinstance(v, dict):
                 raise ValueError(f"{where}.{k}: expected a section (mapping), got {v!r}")
             kwargs[k] = _build(sub, v, f"{where}.{k}")
+        elif k == "regularizers":
+            kwargs[k] = check_regularizers(v, f"{where}.regularizers")
         else:
             kwargs[k] = v
     return cls(**kwargs)
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``["optim.lr=0.01", "regularizer.beta=auto"]`` -> nested dict (values parsed as YAML)."""
+    """``["optim.lr=0.01", "regularizers.0.beta=auto"]`` -> nested dict (values parsed as YAML)."""
     out: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -172,7 +231,8 @@ def parse_overrides(items: list[str]) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """The config of `path` (following `base:`), with dotted `overrides` applied on top."""
     values = _read_yaml(Path(path)) if path is not None else {}
-    values = _merge(values, parse_overrides(overrides or []))
+    for item in overrides or []:  # one at a time, in order: `regularizers=[...]` then `regularizers.0.beta=...`
+        values = _merge(values, parse_overrides([item]))
     return _build(TrainConfig, values, str(path) if path else "config")
 
 

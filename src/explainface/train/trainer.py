@@ -4,7 +4,8 @@ One `Trainer(config, out_dir).train()` call runs or resumes a run in `out_dir`:
 
     out_dir/config.yaml            the resolved config
     out_dir/checkpoints/last.safetensors   (+ .json)  written every `checkpoint_every` steps and at the end
-    out_dir/metrics.csv            every logged step: losses, MI, beta, lr, throughput
+    out_dir/metrics.csv            every logged step: losses, lr, throughput; per regulariser <name>.loss,
+                                   <name>.beta and its stats (ECLoss: <name>.mi)
     out_dir/val.csv                verification accuracy on the validation pairs
     out_dir/tb/                    TensorBoard events of the same scalars
     out_dir/curves.png             loss / beta / accuracy curves
@@ -34,8 +35,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from explainface.losses import ECLoss, make_beta
-from explainface.losses.beta import total_loss
+from explainface.losses import StepContext, create_regularizer, make_beta
+from explainface.losses.beta import regularized_loss
 from explainface.models import FeatureCapture, create_head, create_model, identity_loss
 from explainface.train import distributed as dd
 from explainface.train.checkpoint import (
@@ -49,18 +50,19 @@ from explainface.train.checkpoint import (
 from explainface.train.config import TrainConfig
 from explainface.train.data import ResumableBatches, build_pair_set, build_train_dataset
 
-METRIC_FIELDS = ["step", "epoch", "lr", "beta", "loss", "id_loss", "reg_loss", "mi", "grad_norm", "images_per_s"]
+#: Columns of every run's metrics.csv; each regulariser adds ``<name>.loss``, ``<name>.beta``, ``<name>.<stat>``.
+METRIC_FIELDS = ["step", "epoch", "lr", "loss", "id_loss", "reg_loss", "grad_norm", "images_per_s"]
 
 
 class TrainModule(nn.Module):
-    """Backbone + identity head as one module, so DDP syncs both: (images, labels) -> (L_id, target maps)."""
+    """Backbone + identity head as one module, so DDP syncs both: (images, labels) -> (L_id, maps, embedding)."""
 
     def __init__(self, model: nn.Module, head: nn.Module, target_layer: str | None) -> None:
         super().__init__()
         self.model, self.head = model, head
         self.target_layer = target_layer
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.target_layer is None and hasattr(self.model, "forward_with_features"):
             emb, feat = self.model.forward_with_features(x)
         else:
@@ -68,7 +70,16 @@ class TrainModule(nn.Module):
             with FeatureCapture(self.model, layer) as cap:
                 emb = self.model(x)
             feat = cap.output
-        return identity_loss(self.head, emb, y), feat
+        return identity_loss(self.head, emb, y), feat, emb
+
+
+def regularizer_keys(specs: list[dict]) -> list[str]:
+    """Log names of the configured regularisers: the name, with _2, _3 ... for repeats of one name."""
+    keys, seen = [], {}
+    for spec in specs:
+        n = seen[spec["name"]] = seen.get(spec["name"], 0) + 1
+        keys.append(spec["name"] if n == 1 else f"{spec['name']}_{n}")
+    return keys
 
 
 def _resolve_device(name: str, d: dd.Dist) -> torch.device:
@@ -115,14 +126,16 @@ class Trainer:
         self.channels_last = r.channels_last in ("auto", True)
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
-        g = cfg.regularizer
-        self.reg = None
-        if g.name == "ecloss":
-            self.reg = ECLoss(k=g.k, tau=g.tau, radius=g.radius, normalize=g.normalize, temperature=g.temperature,
-                              marginal=g.marginal).to(self.device)  # fmt: skip
-        elif g.name != "none":
-            raise ValueError(f"regularizer.name must be none or ecloss, got {g.name!r}")
-        self.beta = make_beta(g.beta)
+        # eq. 7 with any registered regularisers, each with its own beta (no regulariser-specific code here)
+        self.reg_keys = regularizer_keys(cfg.regularizers)
+        self.regs = nn.ModuleList(
+            create_regularizer(s["name"], **{k: v for k, v in s.items() if k not in ("name", "beta")})
+            for s in cfg.regularizers
+        ).to(self.device)
+        self.betas = [make_beta(s["beta"]) for s in cfg.regularizers]
+        self.metric_fields = METRIC_FIELDS + [
+            f"{key}.{col}" for key, reg in zip(self.reg_keys, self.regs) for col in ("loss", "beta", *reg.STATS)
+        ]
         o = cfg.optim
         self.opt = torch.optim.SGD(self.module.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         self.amp_dtype = self._amp_dtype()
@@ -193,7 +206,7 @@ class Trainer:
             "total_steps": self.total_steps,
             "config": self.cfg.to_dict(),
             "optimizer": opt_meta,
-            "beta": self.beta.state_dict(),
+            "betas": {key: b.state_dict() for key, b in zip(self.reg_keys, self.betas)},
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "num_classes": self.num_classes,
             "world_size": self.dist.world,
@@ -211,7 +224,13 @@ class Trainer:
         self.module.model.load_state_dict(unprefixed("model", tensors))
         self.module.head.load_state_dict(unprefixed("head", tensors))
         restore_optimizer(self.opt, tensors, state["optimizer"])
-        self.beta.load_state_dict(state["beta"])
+        betas = state.get("betas")
+        if betas is None and "beta" in state and self.betas:  # a checkpoint from before regularisers were pluggable
+            betas = {self.reg_keys[0]: state["beta"]}
+        for key, b in zip(self.reg_keys, self.betas):
+            if betas is None or key not in betas:
+                raise ValueError(f"{self.ckpt_path}: the checkpoint has no beta state for regularizer {key!r}")
+            b.load_state_dict(betas[key])
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(tensors["rng.torch"].cpu())
@@ -227,7 +246,7 @@ class Trainer:
         (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.metrics_path = self.out / "metrics.csv"
         self.val_path = self.out / "val.csv"
-        for path, fields in ((self.metrics_path, METRIC_FIELDS), (self.val_path, ["step", "accuracy", "std"])):
+        for path, fields in ((self.metrics_path, self.metric_fields), (self.val_path, ["step", "accuracy", "std"])):
             rows = []
             if path.is_file():  # keep what the resumed checkpoint had reached, drop the rest
                 with path.open() as f:
@@ -250,7 +269,7 @@ class Trainer:
         if self.tb is not None:
             for k, v in row.items():
                 if k not in ("step", "epoch") and v is not None and v != "":
-                    self.tb.add_scalar(f"{prefix}/{k}", float(v), row["step"])
+                    self.tb.add_scalar(f"{prefix}/{k.replace('.', '/')}", float(v), row["step"])
 
     # --------------------------------------------------------------- training
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -261,16 +280,23 @@ class Trainer:
         lr = self.lr_at(self.step)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        beta = self.beta.value
+        betas = [b.value for b in self.betas]
         runner = self.ddp or self.module
         autocast = (
             torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
         )
         with autocast:
-            id_loss, feat = runner(x, y)
-        if self.reg is not None:  # eq. 7; an AutoBeta also folds in this step's gradient norms
-            reg_loss = self.reg(feat)
-            loss = total_loss(id_loss.float(), reg_loss, self.beta, features=feat)
+            id_loss, feat, emb = runner(x, y)
+        row: dict[str, float] = {}
+        if len(self.regs):  # eq. 7; an AutoBeta also folds in this step's gradient norms
+            ctx = StepContext(images=x, labels=y, maps=feat, embedding=emb, model=self.module.model,
+                              head=self.module.head, step=self.step)  # fmt: skip
+            reg_losses = [reg.loss(ctx) for reg in self.regs]
+            loss = regularized_loss(id_loss.float(), list(zip(self.reg_keys, reg_losses, self.betas)), features=feat)
+            reg_loss = sum(v * r.detach() for v, r in zip(betas, reg_losses))
+            for key, reg, value, r in zip(self.reg_keys, self.regs, betas, reg_losses):
+                row[f"{key}.loss"], row[f"{key}.beta"] = float(r.detach()), value
+                row.update({f"{key}.{k}": float(v) for k, v in reg.stats().items()})
         else:
             reg_loss = torch.zeros((), device=self.device)
             loss = id_loss.float()
@@ -283,15 +309,13 @@ class Trainer:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.step += 1
-        mi = float(self.reg.last_mi) if self.reg is not None and self.reg.last_mi is not None else float("nan")
         return {
             "lr": lr,
-            "beta": beta if self.reg is not None else float("nan"),  # no regulariser: no beta to plot
             "loss": float(loss.detach()),
             "id_loss": float(id_loss.detach()),
-            "reg_loss": float(reg_loss.detach()),
-            "mi": mi,
+            "reg_loss": float(reg_loss),  # sum of beta * loss over the regularisers
             "grad_norm": float(grad_norm),
+            **row,
         }
 
     @torch.no_grad()
@@ -333,9 +357,9 @@ class Trainer:
                     if self.dist.main and (self.step % cfg.run.log_every == 0 or self.step == self.total_steps):
                         now = time.perf_counter()
                         row = {"step": self.step, "epoch": epoch, **last, "images_per_s": window_n / (now - window_t)}
-                        self._log(self.metrics_path, METRIC_FIELDS, row, "train")
+                        self._log(self.metrics_path, self.metric_fields, row, "train")
                         window_t, window_n = now, 0
-                        bar.set_postfix(loss=f"{last['loss']:.3f}", beta=f"{last['beta']:.2g}")
+                        bar.set_postfix(loss=f"{last['loss']:.3f}")
                     bar.update(1)
                     if every_val and self.step % every_val == 0:
                         self.validate()
@@ -387,7 +411,9 @@ class Trainer:
 
 
 def read_metrics(out_dir: str | Path) -> dict[str, np.ndarray]:
-    """metrics.csv of a run as columns of floats."""
+    """metrics.csv of a run as columns of floats (every column of its header)."""
     with (Path(out_dir) / "metrics.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    return {k: np.array([float(r[k]) if r[k] not in ("", "nan") else np.nan for r in rows]) for k in METRIC_FIELDS}
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        fields = reader.fieldnames or METRIC_FIELDS
+    return {k: np.array([float(r[k]) if r.get(k) not in (None, "", "nan") else np.nan for r in rows]) for k in fields}
