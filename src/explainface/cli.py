@@ -111,7 +111,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     result = verify(
         args.model, args.pairs, args.out, root=args.root, crops_dir=args.crops, detector=args.detector,
         workers=args.workers, batch=args.batch, device=args.device, progress=not args.quiet, precision=args.precision,
-        dlib_jitters=args.dlib_jitters, crop=args.crop,
+        dlib_jitters=args.dlib_jitters, crop=args.crop, protocol=args.protocol,
     )  # fmt: skip
     print(summary_line(result))
     print(f"wrote {args.out}/verification.json and {args.out}/roc.png")
@@ -171,12 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     ve = sub.add_parser(
         "verify",
         help="face verification: 10-fold accuracy, AUC, EER, TAR@FAR and ROC on a pair set",
-        description="Verify a model on pairs (LFW pairs.txt, insightface .bin, or CSV path_a,path_b,same). "
+        description="Verify a model on pairs (LFW pairs.txt, insightface .bin, CSV path_a,path_b,same, or the "
+        "CFP-FF/CFP-FP protocols of a CFP release folder). "
         "Images are cropped without alignment at the model's input size (cached). --model dlib runs dlib's "
         "pretrained embedding as an external reference.",
     )
     ve.add_argument("--model", required=True, help='checkpoint (.safetensors) or "dlib"')
-    ve.add_argument("--pairs", required=True, help="pairs.txt, .bin or .csv")
+    ve.add_argument(
+        "--pairs", required=True,
+        help="pairs.txt, .bin or .csv; or a CFP release folder (its root, Protocol/, or Protocol/Split/FF|FP)",
+    )  # fmt: skip
+    ve.add_argument("--protocol", default=None, type=str.upper, choices=("FF", "FP"),
+                    help="CFP: FF (frontal-frontal) or FP (frontal-profile)")  # fmt: skip
     ve.add_argument("--root", default=None, help="image folder (default: the pairs file's folder)")
     ve.add_argument("--out", required=True, help="writes verification.json and roc.png here")
     ve.add_argument("--crops", default=None, help="crop cache folder (default: OUT/crops<size>)")

@@ -44,7 +44,7 @@ from tqdm import tqdm
 import explainface
 from explainface.data.detect import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, create_detector, main_face
 from explainface.data.folders import scan_identity_folders
-from explainface.data.images import JPEG_PARAMS, JPEG_QUALITY, decode_image_rgb, resize_image
+from explainface.data.images import JPEG_PARAMS, JPEG_QUALITY, decode_image_rgb, load_image_rgb, resize_image
 
 #: Margin for detectors that do not state their own `default_margin` (the dlib HOG value).
 DEFAULT_MARGIN = 0.4
@@ -307,6 +307,47 @@ def crop_folder(
         shown = ", ".join(report.unreadable_files[:10]) + (" ..." if report.unreadable > 10 else "")
         warnings.warn(f"{report.unreadable} unreadable image(s) skipped: {shown}", UserWarning, stacklevel=2)
     return report
+
+
+FILES_META = "crop_files_meta.json"
+
+
+def crop_files(
+    paths: list[Path],
+    src_root: str | os.PathLike,
+    dst_root: str | os.PathLike,
+    size: int = DEFAULT_SIZE,
+    margin: float | None = None,
+    detector: str | FaceDetector = DEFAULT_DETECTOR,
+    progress: bool = True,
+) -> list[Path]:
+    """Crop images in any folder layout (e.g. CFP's `NNN/frontal/XX.jpg`) to `dst_root/<path from src_root>.jpg`,
+    one process, cached: a crop made with the same settings is reused. Faces not found are centre-cropped (as
+    `crop_folder` does by default). Returns the crop of each path. `crop_folder` is the parallel version for
+    identity folders."""
+    if isinstance(detector, str):
+        detector = create_detector(detector)
+    margin = resolve_margin(detector, margin)
+    src, dst = Path(src_root).resolve(), Path(dst_root)
+    settings = {"size": size, "margin": margin, "detector": _detector_key(detector), "image_format": "jpg",
+                "face_choice": "main (largest area - 2 * squared distance from the image centre)"}  # fmt: skip
+    dst.mkdir(parents=True, exist_ok=True)
+    old = _read_json(dst / FILES_META)
+    reuse = old is not None and _cache_key(old) == _cache_key(settings)
+    _write_json(dst / FILES_META, {**settings, "source": str(src)})
+    out, no_face = [], 0
+    for path in tqdm(paths, desc="crop", unit="img", disable=not progress):
+        rel = Path(path).resolve().relative_to(src)
+        target = dst / rel.with_suffix(".jpg")
+        if not (reuse and _is_fresh(target, Path(path))):
+            crop, info = crop_face(load_image_rgb(path), detector, size, margin, on_missing="center")
+            no_face += info.status != "face"
+            _write_image(target, crop, "jpg")
+        out.append(target)
+    if no_face:
+        warnings.warn(f"{no_face} of {len(paths)} images under {src} had no face found: centre-cropped",
+                      UserWarning, stacklevel=2)  # fmt: skip
+    return out
 
 
 def read_crop_meta(dst_root: str | os.PathLike) -> dict | None:

@@ -7,6 +7,7 @@ Sources, chosen by suffix in `read_pairs`:
   2i and 2i+1. Read with an unpickler that refuses every global (Python 3's byte-string constructors aside, which
   a bytes-only stand-in replaces), so a `.bin` from the internet cannot run code.
 * `.csv`: `path_a,path_b,same` (header optional); folds are left to the protocol.
+* a folder: the CFP release (`explainface.data.cfp`), CFP-FF or CFP-FP with its 10 official folds.
 """
 
 from __future__ import annotations
@@ -91,14 +92,24 @@ class PairList:
         return len(self.a)
 
 
-def read_pairs(path: str | os.PathLike, root: str | os.PathLike | None = None) -> PairList:
-    """Read a pair file by its suffix: LFW `.txt`, insightface `.bin` or `.csv` (see the module docstring).
+def read_pairs(
+    path: str | os.PathLike, root: str | os.PathLike | None = None, protocol: str | None = None
+) -> PairList:
+    """Read a pair file by its suffix: LFW `.txt`, insightface `.bin` or `.csv` (see the module docstring); a
+    folder is a CFP release (`explainface.data.cfp`: its root or `Protocol/` with `protocol="FF"|"FP"`, or
+    `Protocol/Split/FF|FP`).
 
     `root` is where `.txt` identity folders and relative `.csv` paths live (default: the pair file's folder);
     `.bin` files hold their images and ignore it. Raises `FileNotFoundError` naming the pair file and the first
     missing images, `ValueError` naming the file for malformed content or a `.bin` that asks for any global.
     """
     path = Path(path)
+    if path.is_dir():
+        from explainface.data.cfp import read_cfp_pairs
+
+        return read_cfp_pairs(path, protocol)
+    if protocol is not None:
+        raise ValueError(f"{path}: a protocol ({protocol!r}) is only for CFP folders; this is a pair file")
     suffix = path.suffix.lower()
     if suffix not in PAIR_FILE_SUFFIXES:
         raise ValueError(f"{path}: unknown pair file type {path.suffix!r}; expected one of {PAIR_FILE_SUFFIXES}")

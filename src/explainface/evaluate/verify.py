@@ -40,6 +40,12 @@ def _common_root(paths: list[Path]) -> Path:
     return Path(os.path.commonpath([str(p.parent.parent) for p in paths]))
 
 
+def _identity_layout(paths: list[Path]) -> bool:
+    """Whether every image is `root/<identity>/<file>` under one root (what `crop_folder` crops)."""
+    root = _common_root(paths).resolve()
+    return all(len(p.resolve().relative_to(root).parts) == 2 for p in paths)
+
+
 def crop_images(
     refs, size: int, crops_dir: Path, detector: str, workers: int, progress: bool, crop: str = "auto"
 ) -> list[np.ndarray]:
@@ -61,6 +67,15 @@ def crop_images(
     if on_disk and crop == "none":
         for i, p in on_disk:
             out[i] = resize_image(load_image_rgb(p), size)
+    elif on_disk and not _identity_layout([p for _, p in on_disk]):
+        # another layout (CFP: NNN/frontal/XX.jpg): crop file by file, cached the same way
+        from explainface.data.crop import crop_files
+
+        paths = [p for _, p in on_disk]
+        root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+        for (i, _), cached in zip(on_disk, crop_files(paths, root, crops_dir, size, detector=detector,
+                                                      progress=progress)):  # fmt: skip
+            out[i] = resize_image(load_image_rgb(cached), size)
     elif on_disk:
         root = _common_root([p for _, p in on_disk])
         crop_folder(root, crops_dir, size=size, detector=detector, workers=workers, progress=progress)
@@ -169,14 +184,17 @@ def verify(
     precision: str = "fp32",
     dlib_jitters: int = 0,
     crop: str = "auto",
+    protocol: str | None = None,
 ) -> dict:
-    """Run the protocol for `model` (a checkpoint path or "dlib") on `pairs`; write verification.json and roc.png."""
+    """Run the protocol for `model` (a checkpoint path or "dlib") on `pairs`; write verification.json and roc.png.
+
+    `pairs` is anything `read_pairs` reads; a CFP folder takes `protocol` "FF" or "FP" (or is `Split/FF|FP`)."""
     from explainface.data.pair_files import read_pairs
 
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pl = read_pairs(pairs, root=root)
+    pl = read_pairs(pairs, root=root, protocol=protocol)
     t_read = time.perf_counter()
     extra: dict = {}
     if str(model) == DLIB:
@@ -217,7 +235,7 @@ def verify(
     rep = verification_report(scores, pl.same, folds)
     t_protocol = time.perf_counter()
     roc = rep.pop("roc")
-    plot_roc({label: (roc["far"], roc["tar"])}, out / "roc.png", title=f"ROC on {Path(pairs).name}")
+    plot_roc({label: (roc["far"], roc["tar"])}, out / "roc.png", title=f"ROC on {_pairs_name(pl)}")
     result = {
         **rep,
         "model": str(model),
@@ -225,6 +243,7 @@ def verify(
         "input_size": size,
         "precision": precision if str(model) != DLIB else "dlib",
         "pairs_file": str(pairs),
+        "pairs_source": pl.source,
         "images": len(pl.images),
         "official_folds": pl.folds is not None,
         "seconds": {
@@ -240,11 +259,15 @@ def verify(
     return result
 
 
+def _pairs_name(pl) -> str:
+    return pl.source.split(" (")[0] if pl.source.startswith("CFP-") else Path(pl.source).name
+
+
 def summary_line(result: dict) -> str:
     tar = result["tar_at_far"]
     tars = ", ".join(f"TAR@FAR={k} {100 * v:.2f}%" for k, v in tar.items() if v is not None)
     return (
-        f"{result['model_label']} on {Path(result['pairs_file']).name}: accuracy {100 * result['accuracy_mean']:.2f}% "
+        f"{result['model_label']} on {result.get('pairs_source', result['pairs_file'])}: accuracy {100 * result['accuracy_mean']:.2f}% "
         f"+- {100 * result['accuracy_std']:.2f} ({result['pairs']} pairs), AUC {result['auc']:.4f}, "
         f"EER {100 * result['eer']:.2f}%" + (f", {tars}" if tars else "")
     )
