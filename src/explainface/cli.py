@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     from explainface.report.build import add_report_parser
 
     add_report_parser(sub)
+    from explainface.experiment.run import add_experiment_parser
+
+    add_experiment_parser(sub)
     return p
 
 

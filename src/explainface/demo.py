@@ -74,22 +74,11 @@ def train_config(plan: DemoPlan, ecloss: bool, max_steps: int) -> TrainConfig:
 
 
 def calibrate_step_seconds(plan: DemoPlan, out: Path, steps: int = 8) -> float:
-    """Seconds per training step of the ECLoss network on this machine (the slower of the two): the median of
-    `steps` timed steps after a warm-up step, so one slow step (a page fault, another process) does not count."""
-    from explainface.train.trainer import Trainer
+    """Seconds per training step of the ECLoss network on this machine (the slower of the two; see
+    `measure_step_seconds`)."""
+    from explainface.train.trainer import measure_step_seconds
 
-    cfg = train_config(plan, ecloss=True, max_steps=steps + 1)
-    t = Trainer(cfg, out / "calibration", progress=False)
-    times, last = [], None
-    for x, y in t.loader:  # a step's time includes waiting for its batch
-        t.train_step(x, y)
-        now = time.perf_counter()
-        if last is not None:  # the first step allocates and builds the templates: not timed
-            times.append(now - last)
-        last = now
-        if len(times) == steps:
-            break
-    return float(sorted(times)[len(times) // 2])
+    return measure_step_seconds(train_config(plan, ecloss=True, max_steps=steps + 1), out / "calibration", steps)
 
 
 def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None, progress: bool = True) -> dict:

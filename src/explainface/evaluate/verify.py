@@ -267,7 +267,8 @@ def summary_line(result: dict) -> str:
     tar = result["tar_at_far"]
     tars = ", ".join(f"TAR@FAR={k} {100 * v:.2f}%" for k, v in tar.items() if v is not None)
     return (
-        f"{result['model_label']} on {result.get('pairs_source', result['pairs_file'])}: accuracy {100 * result['accuracy_mean']:.2f}% "
+        f"{result['model_label']} on {result.get('pairs_source', result['pairs_file'])}: "
+        f"accuracy {100 * result['accuracy_mean']:.2f}% "
         f"+- {100 * result['accuracy_std']:.2f} ({result['pairs']} pairs), AUC {result['auc']:.4f}, "
         f"EER {100 * result['eer']:.2f}%" + (f", {tars}" if tars else "")
     )

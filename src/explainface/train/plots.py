@@ -54,7 +54,11 @@ def plot_curves(
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        if ax.has_data() and len(ax.get_legend_handles_labels()[1]) <= 12:
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "not logged in these runs", ha="center", va="center", transform=ax.transAxes,
+                    color="0.4")  # fmt: skip
+            ax.set_xticks([]), ax.set_yticks([])
+        elif len(ax.get_legend_handles_labels()[1]) <= 12:
             ax.legend(fontsize=8)
     fig.tight_layout()
     target = Path(path) if path else Path(out_dir) / "curves.png"

@@ -410,6 +410,27 @@ class Trainer:
         return summary
 
 
+def measure_step_seconds(cfg: TrainConfig, out_dir: str | Path, steps: int = 8) -> float:
+    """Seconds per training step of `cfg` on this machine: the median of `steps` timed steps after an untimed
+    first one (it allocates and builds templates), each including the wait for its batch; one slow step (a page
+    fault, another process) does not count. Trains in `out_dir`, which the caller may delete."""
+    import copy
+
+    cfg = copy.deepcopy(cfg)
+    cfg.optim.max_steps, cfg.optim.max_minutes, cfg.val.pairs = steps + 1, None, None
+    t = Trainer(cfg, out_dir, progress=False)
+    times, last = [], None
+    for x, y in t.loader:
+        t.train_step(x, y)
+        now = time.perf_counter()
+        if last is not None:
+            times.append(now - last)
+        last = now
+        if len(times) == steps:
+            break
+    return float(sorted(times)[len(times) // 2])
+
+
 def read_metrics(out_dir: str | Path) -> dict[str, np.ndarray]:
     """metrics.csv of a run as columns of floats (every column of its header)."""
     with (Path(out_dir) / "metrics.csv").open() as f:

@@ -1,0 +1,502 @@
+"""`explainface experiment`: every method trained on the same data, seeds and budget, evaluated the same way,
+and summarised as the paper's Tables 2-5 with standard errors and paired tests (SPEC §11).
+
+    OUT/plan.json                      the settings and the number of steps (fixed once: a re-run reuses it)
+    OUT/faces/                         held-out synthetic faces (the default evaluation set "synthetic")
+    OUT/runs/<method>/seed<k>/         one trainer run per (method, seed): checkpoints, metrics.csv, curves
+        done.json                      written when its training finished
+        eval/<set>/metrics.json        written when its evaluation on <set> finished (verify/ and explain/ beside)
+    OUT/results.json                   every run's metrics, mean / se per method, paired tests vs the reference
+    OUT/tables.md, OUT/experiment.html the tables (and curves and galleries), with the command that made them
+    OUT/timing.json                    wall times (kept out of results.json so that results are reproducible)
+
+Every method of a seed gets the same initialisation (the run seed seeds the network before anything else),
+the same batches and flips (a function of the seed and the step), and the same number of steps: given by
+`steps`, or calibrated once from `minutes` on the slowest method. Runs are deterministic
+(`run.deterministic`), so a run killed at any moment and resumed from its checkpoint ends as an uninterrupted
+one would, and re-running the command finishes exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from explainface.experiment.methods import method_config, slug, split_methods
+from explainface.experiment.stats import mean_se, paired_test
+from explainface.train.config import TrainConfig, load_config
+
+SYNTHETIC = "synthetic"
+VERIFY_METRICS = ("accuracy_mean", "accuracy_std", "auc", "eer")
+EXPLAIN_METRICS = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share")
+_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Eval-set draws use one seed for every run, so all runs are measured on the same faces (paired).
+EVAL_SEED = 0
+
+
+@dataclass
+class ExperimentPlan:
+    """What to run. Without `config`, the network and data are the CPU defaults below; `overrides` are dotted
+    `key=value` config overrides applied to every run (the methods then set the regularisers)."""
+
+    methods: list[str] = field(default_factory=lambda: ["softmax", "ecloss"])
+    seeds: int = 3
+    minutes: float = 8.0  # training budget per run, calibrated once into a number of steps
+    steps: int | None = None  # fixes the steps instead
+    data: str = SYNTHETIC  # or a training set: identity folders (a crop cache) or RecordIO
+    config: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    pairs: dict[str, str] = field(default_factory=dict)  # eval set -> verification pairs (read_pairs)
+    faces: dict[str, str] = field(default_factory=dict)  # eval set -> faces with part labels (explain)
+    images: int = 100  # PE/AR draws: N images, R runs
+    runs: int = 5
+    heldout_identities: int = 40
+    heldout_per_identity: int = 10
+    model: str = "vgg16_bn"
+    width: float = 0.25
+    input_size: int = 112
+    identities: int = 200
+    per_identity: int = 20
+    batch_size: int = 64
+    lr: float = 0.05
+    quick: bool = False  # made by `quick()`
+
+    @classmethod
+    def quick_plan(cls, **kw: Any) -> ExperimentPlan:
+        """A smoke test in about two minutes: a tiny network, few faces, 2 seeds x 30 steps."""
+        base = dict(seeds=2, steps=30, model="vgg13_bn", width=0.0625, identities=20, per_identity=6, batch_size=16,
+                    heldout_identities=20, heldout_per_identity=4, images=20, runs=2, quick=True)  # fmt: skip
+        base.update({k: v for k, v in kw.items() if v is not None})
+        return cls(**base)
+
+
+@dataclass
+class EvalSet:
+    name: str
+    pairs: str | None = None
+    faces: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+
+
+def base_config(plan: ExperimentPlan) -> TrainConfig:
+    """The config every run shares before its method and seed (see `ExperimentPlan`)."""
+    defaults = [] if plan.config else [
+        f"model.name={plan.model}", f"model.width={plan.width}", f"model.input_size={plan.input_size}",
+        "data.kind=synthetic", f"data.identities={plan.identities}", f"data.per_identity={plan.per_identity}",
+        f"optim.batch_size={plan.batch_size}", f"optim.lr={plan.lr}", "optim.warmup_steps=50", "run.log_every=5",
+        "data.workers=1",
+    ]  # fmt: skip
+    if plan.data != SYNTHETIC:
+        root = Path(plan.data)
+        kind = "recordio" if (root / "train.rec").is_file() else "folder"
+        defaults += [f"data.kind={kind}", f"data.root={root}"]
+    cfg = load_config(plan.config, [*defaults, *plan.overrides])
+    cfg.regularizers = []
+    cfg.val.pairs = None  # evaluated after training, on the experiment's sets
+    cfg.optim.max_minutes = None
+    cfg.run.deterministic = True  # exact resume: a killed experiment ends as an uninterrupted one
+    return cfg
+
+
+def run_config(base: TrainConfig, method: str, seed: int, steps: int) -> TrainConfig:
+    cfg = method_config(method, base)
+    cfg.run.seed = seed
+    cfg.optim.max_steps = steps
+    cfg.optim.warmup_steps = max(1, min(cfg.optim.warmup_steps, steps // 10))
+    cfg.run.checkpoint_every = max(10, steps // 10)
+    return cfg
+
+
+def eval_sets(plan: ExperimentPlan, out: Path) -> list[EvalSet]:
+    """The evaluation sets: the given `pairs` / `faces` by name, else the held-out synthetic faces."""
+    if not plan.pairs and not plan.faces:
+        heldout = out / "faces" / "heldout"
+        return [EvalSet(SYNTHETIC, str(heldout / "pairs.txt"), str(heldout))]
+    names = list(dict.fromkeys([*plan.pairs, *plan.faces]))
+    return [EvalSet(n, plan.pairs.get(n), plan.faces.get(n)) for n in names]
+
+
+def validate(plan: ExperimentPlan, out: Path) -> tuple[TrainConfig, dict[str, TrainConfig]]:
+    """Everything that can be checked before training: methods and their options, seeds and budget, the training
+    data and every evaluation set. Raises ValueError / FileNotFoundError naming the problem."""
+    if plan.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {plan.seeds}")
+    if plan.steps is not None and plan.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {plan.steps}")
+    if plan.steps is None and not plan.minutes > 0:
+        raise ValueError(f"--minutes must be positive, got {plan.minutes}")
+    if not plan.methods:
+        raise ValueError("no methods given")
+    if plan.data != SYNTHETIC and not Path(plan.data).exists():
+        raise FileNotFoundError(f"--data: training data not found: {plan.data}")
+    base = base_config(plan)
+    configs = {m: method_config(m, base) for m in plan.methods}  # unknown methods and options fail here
+    from explainface.data.pair_files import read_pairs
+    from explainface.evaluate.explain import face_files
+
+    for name in {*plan.pairs, *plan.faces}:
+        if not _SET_NAME.match(name) or name == "seed":
+            raise ValueError(f"evaluation set name {name!r}: use letters, digits, '_', '-' or '.' (not 'seed')")
+    for name, path in plan.pairs.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"evaluation set {name!r}: pairs not found: {path}")
+        read_pairs(path)  # malformed files and missing images are named here, before any training
+    for name, path in plan.faces.items():
+        if path != SYNTHETIC and (not Path(path).is_dir() or not face_files(Path(path))):
+            raise FileNotFoundError(f"evaluation set {name!r}: no face images in {path}")
+    return base, configs
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    from explainface.evaluate.explain import json_safe
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(json_safe(obj), indent=2))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[str, TrainConfig],
+              sets: list[EvalSet], say) -> dict:  # fmt: skip
+    """plan.json: the settings and the steps per run. A re-run must match its settings; the steps are reused."""
+    fingerprint = {
+        "config": base.to_dict(),
+        "eval_sets": [asdict(s) for s in sets],
+        "images": plan.images,
+        "runs": plan.runs,
+        "heldout": [plan.heldout_identities, plan.heldout_per_identity],
+    }
+    old = _read_json(out / "plan.json")
+    if old is not None:
+        if json.loads(json.dumps(old.get("fingerprint"))) != json.loads(json.dumps(fingerprint)):
+            raise ValueError(f"{out} holds an experiment with other settings (plan.json); use another --out, or the "
+                             "same network, data, evaluation sets and options to continue it")  # fmt: skip
+        if plan.steps is not None and plan.steps != old["steps"]:
+            raise ValueError(f"{out} runs {old['steps']} steps per run (plan.json), not --steps {plan.steps}")
+        return old
+    step_seconds: dict[str, float] = {}
+    if plan.steps is not None:
+        steps = plan.steps
+    else:
+        import shutil
+
+        from explainface.train.trainer import measure_step_seconds
+
+        for m, cfg in configs.items():
+            step_seconds[m] = measure_step_seconds(cfg, out / "calibration" / slug(m))
+        shutil.rmtree(out / "calibration", ignore_errors=True)
+        steps = max(10, int(60 * plan.minutes / max(step_seconds.values())))
+        say(f"calibrated: {max(step_seconds.values()):.3f} s/step (slowest method) -> {steps} steps per run")
+    record = {"steps": steps, "minutes": plan.minutes if plan.steps is None else None, "step_seconds": step_seconds,
+              "fingerprint": fingerprint}  # fmt: skip
+    _atomic_json(out / "plan.json", record)
+    return record
+
+
+# ------------------------------------------------------------------------------------------------- the runs
+
+
+def run_dir(out: Path, method: str, seed: int) -> Path:
+    return out / "runs" / slug(method) / f"seed{seed}"
+
+
+def train_run(cfg: TrainConfig, folder: Path, progress: bool) -> dict:
+    """Train (or resume, or skip when done.json says it finished) one run."""
+    done = _read_json(folder / "done.json")
+    if done is not None and done.get("steps") == cfg.optim.max_steps:
+        return done
+    from explainface.train.trainer import Trainer
+
+    summary = Trainer(cfg, folder, progress=progress).train()
+    done = {"steps": summary["steps"], "checkpoint": summary["checkpoint"], "seconds": summary["seconds_this_session"]}
+    _atomic_json(folder / "done.json", done)
+    return done
+
+
+def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPlan, cache: Path,
+                 progress: bool) -> dict:  # fmt: skip
+    """metrics.json of one run on one evaluation set (reused when present)."""
+    path = folder / "eval" / es.name / "metrics.json"
+    found = _read_json(path)
+    if found is not None:
+        return found
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    if es.pairs:
+        from explainface.evaluate.verify import verify
+
+        v = verify(checkpoint, es.pairs, path.parent / "verify", crops_dir=cache / es.name, workers=2,
+                   progress=progress)  # fmt: skip
+        metrics.update({k: v[k] for k in VERIFY_METRICS})
+        metrics["tar_at_far"] = v.get("tar_at_far")
+    if es.faces:
+        from explainface.evaluate.explain import explain
+
+        e = explain(checkpoint, es.faces, path.parent / "explain", images=plan.images, runs=plan.runs,
+                    seed=EVAL_SEED, progress=progress)  # fmt: skip
+        metrics.update({k: e[k] for k in EXPLAIN_METRICS})
+        metrics["skipped_faces"] = e.get("skipped")
+    metrics["seconds"] = time.perf_counter() - start
+    _atomic_json(path, metrics)
+    return metrics
+
+
+# -------------------------------------------------------------------------------------------------- results
+
+
+def aggregate(methods: list[str], seeds: list[int], sets: list[str], measured: dict) -> dict:
+    """`measured[(method, seed)][set][metric]` -> the results.json `methods` and `paired` parts (module docstring of
+    `explainface.experiment`)."""
+    reference = "softmax" if "softmax" in methods else methods[0]
+    keys = (*VERIFY_METRICS, *EXPLAIN_METRICS)
+    out: dict[str, Any] = {"reference": reference, "methods": {}, "paired": {}}
+
+    def series(m: str, s: str, k: str) -> list[float | None]:
+        return [measured.get((m, seed), {}).get(s, {}).get(k) for seed in seeds]
+
+    for m in methods:
+        done = [seed for seed in seeds if (m, seed) in measured]
+        entry: dict[str, Any] = {"seeds": [], "mean": {}, "se": {}, "n": len(done)}
+        for seed in done:
+            entry["seeds"].append({"seed": seed, **{s: dict(measured[(m, seed)].get(s, {})) for s in sets}})
+        for s in sets:
+            for k in keys:
+                vals = series(m, s, k)
+                if any(v is not None for v in vals):
+                    mean, se, _ = mean_se(vals)
+                    entry["mean"].setdefault(s, {})[k] = mean
+                    entry["se"].setdefault(s, {})[k] = se
+        out["methods"][m] = entry
+        if m != reference:
+            paired: dict[str, Any] = {}
+            for s in sets:
+                for k in keys:
+                    a, b = series(m, s, k), series(reference, s, k)
+                    if any(v is not None for v in a) and any(v is not None for v in b):
+                        paired.setdefault(s, {})[k] = paired_test(a, b)
+            out["paired"][m] = paired
+    return out
+
+
+def _metric_values(metrics: dict) -> dict:
+    return {k: metrics[k] for k in (*VERIFY_METRICS, *EXPLAIN_METRICS) if k in metrics}
+
+
+def gallery_faces(es: EvalSet, n: int = 6) -> list[str]:
+    """One face from each of the first `n` identity folders of a faces set (the galleries show n people)."""
+    from explainface.evaluate.explain import face_files
+
+    seen: dict[Path, Path] = {}
+    for p in face_files(Path(es.faces)):
+        seen.setdefault(p.parent, p)
+        if len(seen) == n:
+            break
+    return [str(p) for p in seen.values()]
+
+
+def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = True,
+                   command: str | None = None) -> dict:  # fmt: skip
+    """Run (or continue) the experiment in `out_dir`; returns results.json's content."""
+    start = time.perf_counter()
+    out = Path(out_dir)
+    say = print if progress else (lambda *a, **k: None)
+    sets = eval_sets(plan, out)
+    base, configs = validate(plan, out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(plan.seeds))
+    record = fix_steps(plan, out, base, configs, sets, say)
+    steps = record["steps"]
+    size = base.model.input_size
+    if any(s.name == SYNTHETIC and not plan.faces for s in sets):
+        from explainface.report.build import export_heldout_faces
+
+        export_heldout_faces(out / "faces", size, seed=0, identities=plan.heldout_identities,
+                             per_identity=plan.heldout_per_identity, progress=progress)  # fmt: skip
+    measured: dict[tuple[str, int], dict] = {}
+    timing: dict[str, Any] = {"runs": {}}
+    total = len(seeds) * len(plan.methods)
+    for seed in seeds:  # seed-major: every finished seed gives complete pairs
+        for method in plan.methods:
+            folder = run_dir(out, method, seed)
+            k = len(measured) + 1
+            say(f"[{k}/{total}] {method}, seed {seed}: {steps} steps -> {folder}")
+            done = train_run(run_config(base, method, seed, steps), folder, progress)
+            ckpt = Path(done["checkpoint"])
+            res = {}
+            for es in sets:
+                res[es.name] = evaluate_run(ckpt, folder, es, plan, out / "cache" / f"crops{size}", progress)
+            measured[(method, seed)] = {s: _metric_values(m) for s, m in res.items()}
+            timing["runs"][f"{method}/seed{seed}"] = {
+                "train_seconds": done.get("seconds"), "eval_seconds": {s: m.get("seconds") for s, m in res.items()},
+            }  # fmt: skip
+    results = {
+        "format": "explainface-experiment",
+        "version": 1,
+        "title": "explainface experiment: " + " vs ".join(plan.methods),
+        "command": command or reproduce_command(plan, out),
+        "plan": {
+            "methods": plan.methods, "seeds": seeds, "steps": steps, "model": base.model.name,
+            "width": base.model.width, "input_size": size, "batch_size": base.optim.batch_size,
+            "data": plan.data if plan.data != SYNTHETIC else
+            f"synthetic ({base.data.identities} identities x {base.data.per_identity})",
+            "eval_sets": [s.name for s in sets], "eval_set_sources": [asdict(s) for s in sets],
+            "images": plan.images, "runs": plan.runs,
+        },  # fmt: skip
+        **aggregate(plan.methods, seeds, [s.name for s in sets], measured),
+    }
+    _atomic_json(out / "results.json", results)
+    from explainface.experiment.tables import tables_markdown
+
+    (out / "tables.md").write_text(tables_markdown(results))
+    say("pictures and the page")
+    page = write_page(results, out, plan, sets, seeds)
+    timing["total_seconds_this_session"] = time.perf_counter() - start
+    _atomic_json(out / "timing.json", timing)
+    say(f"wrote {out / 'results.json'}, {out / 'tables.md'} and {page}")
+    return results
+
+
+def write_page(results: dict, out: Path, plan: ExperimentPlan, sets: list[EvalSet], seeds: list[int]) -> Path:
+    """Learning curves of every run, a gallery per method (its first seed), and experiment.html."""
+    from explainface.report.experiment_html import render_experiment
+    from explainface.train.plots import plot_curves
+
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    runs, colors = {}, {}
+    for i, m in enumerate(plan.methods):
+        for seed in seeds:
+            label = f"{m} s{seed}"
+            runs[label] = run_dir(out, m, seed)
+            colors[label] = palette[i % len(palette)]
+    curves = plot_curves(out, out / "curves.png", runs=runs, colors=colors)
+    faces_set = next((s for s in sets if s.faces), None)
+    galleries: dict[str, dict[str, str]] = {}
+    if faces_set is not None:
+        from explainface.explain.visualize import visualize
+
+        people = gallery_faces(faces_set)
+        for m in plan.methods:
+            folder = out / "galleries" / slug(m)
+            run = run_dir(out, m, seeds[0])
+            pics = {"gallery": folder / "gallery.png", "channel_dictionary": folder / "channel_dictionary.png"}
+            if not all(p.is_file() for p in pics.values()):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    written = visualize(run / "checkpoints" / "last.safetensors", people, folder,
+                                        dictionary=run / "eval" / faces_set.name / "explain" / "explainability.json",
+                                        n_people=len(people), seed=EVAL_SEED)  # fmt: skip
+                pics = {k: written[k] for k in pics if k in written}
+            galleries[m] = {k: str(v) for k, v in pics.items()}
+    return render_experiment(results, out / "experiment.html", curves=curves, galleries=galleries,
+                             gallery_set=faces_set.name if faces_set else None)  # fmt: skip
+
+
+def reproduce_command(plan: ExperimentPlan, out: Path) -> str:
+    args = ["explainface", "experiment", "--methods", ",".join(plan.methods), "--seeds", str(plan.seeds)]
+    if plan.quick:
+        args.append("--quick")
+    args += ["--steps", str(plan.steps)] if plan.steps is not None else ["--minutes", f"{plan.minutes:g}"]
+    args += ["--out", str(out)]
+    if plan.data != SYNTHETIC:
+        args += ["--data", plan.data]
+    if plan.config:
+        args += ["--config", plan.config]
+    for flag, sets in (("--pairs", plan.pairs), ("--faces", plan.faces)):
+        for name, path in sets.items():
+            args += [flag, f"{name}={path}"]
+    defaults = ExperimentPlan.quick_plan() if plan.quick else ExperimentPlan()
+    if plan.images != defaults.images:
+        args += ["--images", str(plan.images)]
+    if plan.runs != defaults.runs:
+        args += ["--runs", str(plan.runs)]
+    return shlex.join(args + plan.overrides)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def _named_paths(items: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"{flag} {item!r}: expected NAME=PATH, e.g. {flag} lfw=/data/lfw/pairs.txt")
+        if name in out:
+            raise SystemExit(f"{flag}: evaluation set {name!r} given twice")
+        out[name] = path
+    return out
+
+
+def add_experiment_parser(subparsers) -> None:
+    """The `experiment` subcommand."""
+    e = subparsers.add_parser(
+        "experiment",
+        help="the paper's Tables 2-5: methods x seeds on one budget, mean +- se and paired tests; resumable",
+        description="Train every method with every seed (same data, order, initialisation and steps), evaluate "
+        "each run (verification; PE, LS, AR, share of maps with <= 2 peaks; channel dictionary) and write "
+        "OUT/results.json, OUT/tables.md and OUT/experiment.html. Re-running the same command continues a killed "
+        "experiment and redoes nothing that finished. Default data: the built-in synthetic faces.",
+    )
+    e.add_argument("--methods", default="softmax,ecloss",
+                   help="comma-separated methods, each NAME[:key=value,...], e.g. "
+                   "softmax,ecloss,ecloss:normalize=max,marginal=channels (default softmax,ecloss)")  # fmt: skip
+    e.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; --quick: 2)")
+    e.add_argument("--minutes", type=float, default=None, help="training minutes per run, calibrated once (default 8)")
+    e.add_argument("--steps", type=int, default=None, help="steps per run instead of --minutes")
+    e.add_argument("--out", required=True, help="experiment folder (re-run with the same folder to continue)")
+    e.add_argument("--data", default=SYNTHETIC,
+                   help="training data: synthetic (default), identity folders (an `explainface crop` cache) or a "
+                   "RecordIO folder")  # fmt: skip
+    e.add_argument("--config", default=None, help="base YAML config (e.g. configs/paper/vgg16_softmax.yaml)")
+    e.add_argument("--pairs", action="append", default=[], metavar="NAME=PATH",
+                   help="a verification set (repeatable): pairs.txt/.bin/.csv or a CFP folder such as "
+                   "cfp/Protocol/Split/FP")  # fmt: skip
+    e.add_argument("--faces", action="append", default=[], metavar="NAME=DIR",
+                   help="faces for PE/LS/AR (repeatable): a folder with .pts/.parts.png beside the images "
+                   "(else dlib landmarks)")  # fmt: skip
+    e.add_argument("--images", type=int, default=None, help="N images per PE/AR draw (default 100)")
+    e.add_argument("--runs", type=int, default=None, help="R draws (default 5)")
+    e.add_argument("--quick", action="store_true", help="a smoke test in about two minutes (tiny network)")
+    e.add_argument("--quiet", action="store_true")
+    e.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
+    e.set_defaults(func=_cmd_experiment)
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    kw = dict(
+        methods=split_methods(args.methods), seeds=args.seeds, minutes=args.minutes, steps=args.steps,
+        data=args.data, config=args.config, overrides=list(args.overrides),
+        pairs=_named_paths(args.pairs, "--pairs"), faces=_named_paths(args.faces, "--faces"),
+        images=args.images, runs=args.runs,
+    )  # fmt: skip
+    if args.quick:
+        plan = ExperimentPlan.quick_plan(**kw)
+    else:
+        plan = ExperimentPlan(**{k: v for k, v in kw.items() if v is not None})
+    if args.minutes is not None and args.steps is not None:
+        raise SystemExit("give --minutes or --steps, not both")
+    if args.minutes is not None:
+        plan.steps = None
+    results = run_experiment(plan, args.out, progress=not args.quiet)
+    from explainface.experiment.tables import tables_markdown
+
+    print()
+    print(tables_markdown(results))
+    return 0

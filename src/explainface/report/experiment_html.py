@@ -1,0 +1,110 @@
+"""The experiment's page: the paper's tables over seeds, learning curves of every run, a gallery per method, the
+command that reproduces it. One self-contained file, built from results.json and PNG paths with the report's
+styles, image embedding and Content-Security-Policy (`explainface.report.html`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from explainface.report.html import CSS, SCRIPT, _e, _figure
+
+#: Section ids and titles, in page order (stable: links and tests use them).
+EXPERIMENT_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("setup", "Setup"),
+    ("tables", "Tables"),
+    ("curves", "Learning curves"),
+    ("galleries", "Galleries"),
+    ("reproduce", "Reproduce"),
+)
+
+
+def _table_html(t) -> str:
+    head = "".join(f'<th scope="col">{_e(c)}</th>' for c in t.columns)
+    rows = []
+    for label, cells in t.rows:
+        tds = "".join(
+            f'<td class="num{" better" if c.better else ""}">{_e(c.text)}</td>' for c in cells
+        )
+        rows.append(f'<tr><th scope="row">{_e(label)}</th>{tds}</tr>')
+    return (
+        f"<h3>{_e(t.caption)}</h3>\n"
+        f'<table id="table-{_e(t.id)}" class="metrics"><thead><tr>{head}</tr></thead><tbody>'
+        + "".join(rows)
+        + f'</tbody></table>\n<p class="hint">{_e(t.note)}</p>'
+    )
+
+
+def _setup(results: dict) -> str:
+    plan = results["plan"]
+    rows = [
+        ("Methods", ", ".join(plan["methods"])),
+        ("Reference for paired tests", results.get("reference", "")),
+        ("Seeds", ", ".join(map(str, plan["seeds"]))),
+        ("Network", f"{plan['model']} width {plan['width']:g} at {plan['input_size']} px"),
+        ("Steps per run", f"{plan['steps']} of batch {plan['batch_size']}"),
+        ("Training data", plan["data"]),
+        ("Evaluation sets", ", ".join(plan["eval_sets"])),
+        ("PE/AR draws", f"{plan['images']} images x {plan['runs']} runs"),
+        ("Finished runs", ", ".join(f"{m}: {r['n']}/{len(plan['seeds'])}" for m, r in results["methods"].items())),
+    ]
+    body = "".join(f'<tr><th scope="row">{_e(k)}</th><td>{_e(v)}</td></tr>' for k, v in rows)
+    return f'<table id="setup-table"><tbody>{body}</tbody></table>'
+
+
+def experiment_html(results: dict, curves: str | Path | None = None, galleries: dict | None = None,
+                    gallery_set: str | None = None) -> str:  # fmt: skip
+    """The page as a string (see `render_experiment`)."""
+    from explainface.experiment.tables import build_tables
+
+    title = results.get("title") or "explainface experiment"
+    tables = build_tables(results)
+    parts = {
+        "setup": _setup(results),
+        "tables": "\n".join(_table_html(t) for t in tables) or '<p class="missing">No metrics yet.</p>',
+        "curves": _figure("Training curves", "every run: one colour per method, one line per seed", curves, wide=True)
+        if curves
+        else '<p class="missing">No curves.</p>',
+    }
+    items = []
+    for method, pics in (galleries or {}).items():
+        for key, caption in (("gallery", "top-10% overlays of the most active channels (paper Figure 6)"),
+                             ("channel_dictionary", "each channel's dominant part")):  # fmt: skip
+            if pics.get(key):
+                items.append(_figure(f"{method}, seed 0: {key.replace('_', ' ')}",
+                                     f"{caption}, on {gallery_set}", pics[key]))  # fmt: skip
+    parts["galleries"] = '<div class="grid">' + "\n".join(items) + "</div>" if items else (
+        '<p class="missing">No faces set to draw galleries on.</p>'
+    )
+    cmd = results.get("command") or ""
+    parts["reproduce"] = f"<p>Run from the repository root; re-running continues a killed experiment:</p>\n<pre>" \
+                         f"{_e(cmd)}</pre>"  # fmt: skip
+    nav = "<nav>" + " ".join(f'<a href="#{sid}">{_e(t)}</a>' for sid, t in EXPERIMENT_SECTIONS) + "</nav>"
+    sections = "\n".join(
+        f'<section>\n<h2 id="{sid}">{_e(t)}</h2>\n{parts[sid]}\n</section>' for sid, t in EXPERIMENT_SECTIONS
+    )
+    body = f"<header><h1>{_e(title)}</h1></header>\n{nav}\n{sections}"
+    total = body.count("<img ")
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n"
+        f'<body data-images-total="{total}">\n<main>\n{body}\n</main>\n<script>{SCRIPT}</script>\n</body>\n</html>\n'
+    )
+
+
+def render_experiment(results: dict, out_html: str | Path, curves: str | Path | None = None,
+                      galleries: dict | None = None, gallery_set: str | None = None) -> Path:  # fmt: skip
+    """Write the experiment page to `out_html` (atomically); `galleries` is {method: {"gallery": png, ...}}."""
+    out = Path(out_html)
+    text = experiment_html(results, curves, galleries, gallery_set)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+__all__ = ["EXPERIMENT_SECTIONS", "experiment_html", "render_experiment"]

@@ -1,0 +1,272 @@
+"""`explainface experiment`: methods x seeds on one budget, resumable after SIGKILL, mean/se and paired tests
+checked against scipy, the tables, the page in a real browser, and bad input refused before any training."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from browser import chromium_path, render
+from explainface.experiment import ExperimentPlan, mean_se, paired_test, parse_method
+from explainface.experiment.methods import list_methods, method_config, split_methods
+from explainface.experiment.run import base_config, run_config, run_experiment
+from explainface.experiment.tables import build_tables, tables_markdown
+
+#: A CI-sized experiment: 2 methods x 2 seeds, a tiny network at 56 px, 24 steps each.
+TINY = ["--quick", "--steps", "24", "--images", "10", "data.identities=8", "data.per_identity=6",
+        "optim.batch_size=8", "model.input_size=56", "run.threads=1"]  # fmt: skip
+
+
+def _cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "explainface", "experiment", "--out", str(out), "--quiet", *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("experiment") / "ref"
+    res = subprocess.run(_cmd(out), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+# --- methods ------------------------------------------------------------------------------------------------------
+
+
+def test_methods_are_split_on_commas_and_parse_their_options():
+    specs = split_methods("softmax,ecloss:normalize=max,marginal=channels,ecloss")
+    assert specs == ["softmax", "ecloss:normalize=max,marginal=channels", "ecloss"]
+    assert parse_method("ecloss:normalize=max,temperature=0.05,k=full") == (
+        "ecloss", {"normalize": "max", "temperature": 0.05, "k": "full"})  # fmt: skip
+    assert {"softmax", "ecloss"} <= set(list_methods())
+    with pytest.raises(ValueError, match="twice"):
+        split_methods("softmax,softmax")
+
+
+def test_a_method_only_sets_the_regularizers_of_the_shared_config():
+    base = base_config(ExperimentPlan())
+    soft, ecl = method_config("softmax", base), method_config("ecloss:normalize=max,beta=0.5", base)
+    assert soft.regularizers == [] and ecl.regularizers == [{"name": "ecloss", "beta": 0.5, "normalize": "max"}]
+    a, b = soft.to_dict(), ecl.to_dict()
+    a.pop("regularizers"), b.pop("regularizers")
+    assert a == b and a["run"]["deterministic"] is True
+
+
+def test_the_methods_of_a_seed_start_from_one_initialisation_and_see_the_same_batches(tmp_path):
+    from explainface.train.trainer import Trainer
+
+    plan = ExperimentPlan.quick_plan()
+    base = base_config(plan)
+    trainers = {
+        (m, s): Trainer(run_config(base, m, s, 5), tmp_path / f"{m}{s}", progress=False)
+        for m, s in (("softmax", 0), ("ecloss", 0), ("softmax", 1))
+    }
+
+    def weights(t):
+        return torch.cat([p.detach().flatten() for p in t.module.parameters()])
+
+    assert torch.equal(weights(trainers["softmax", 0]), weights(trainers["ecloss", 0]))
+    assert not torch.equal(weights(trainers["softmax", 0]), weights(trainers["softmax", 1]))
+    assert list(trainers["softmax", 0].sampler) == list(trainers["ecloss", 0].sampler)
+    assert list(trainers["softmax", 0].sampler) != list(trainers["softmax", 1].sampler)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"methods": ["softmax", "eclos"]}, "unknown method 'eclos'.*registered: ecloss"),
+        ({"methods": ["ecloss:normalise=max"]}, r"method 'ecloss:normalise=max'.*no option\(s\) normalise"),
+        ({"methods": ["softmax:beta=1"]}, "softmax takes no options"),
+        ({"pairs": {"lfw": "/nowhere/pairs.txt"}}, "evaluation set 'lfw': pairs not found: /nowhere/pairs.txt"),
+        ({"faces": {"helen": "/nowhere/helen"}}, "evaluation set 'helen': no face images in /nowhere/helen"),
+        ({"faces": {"bad name": "/tmp"}}, "evaluation set name 'bad name'"),
+        ({"data": "/nowhere/crops"}, "training data not found: /nowhere/crops"),
+        ({"seeds": 0}, "--seeds must be at least 1"),
+    ],
+)
+def test_bad_input_fails_before_any_training_and_names_the_problem(tmp_path, change, message):
+    plan = ExperimentPlan.quick_plan()
+    for k, v in change.items():
+        setattr(plan, k, v)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        run_experiment(plan, tmp_path / "exp", progress=False)
+    assert not (tmp_path / "exp" / "runs").exists()
+
+
+def test_a_malformed_pair_file_is_named_before_training(tmp_path):
+    bad = tmp_path / "pairs.txt"
+    bad.write_text("10\t300\nnot a pair line at all with too many fields here\n")
+    plan = ExperimentPlan.quick_plan(pairs={"lfw": str(bad)})
+    with pytest.raises(ValueError, match="pairs.txt"):
+        run_experiment(plan, tmp_path / "exp", progress=False)
+    assert not (tmp_path / "exp" / "runs").exists()
+
+
+# --- statistics ---------------------------------------------------------------------------------------------------
+
+
+def test_mean_and_standard_error_match_the_textbook_formula():
+    x = [0.81, 0.84, 0.79, 0.86]
+    mean, se, n = mean_se(x)
+    ref = np.array(x, dtype=np.float64)
+    assert n == 4 and mean == pytest.approx(ref.mean(), abs=1e-15)
+    assert se == pytest.approx(math.sqrt(((ref - ref.mean()) ** 2).sum() / 3) / 2, rel=1e-12)
+    assert mean_se([0.5, None, float("nan")])[2] == 1 and math.isnan(mean_se([0.5])[1])
+    assert math.isnan(mean_se([])[0])
+
+
+def test_paired_test_matches_scipy_ttest_rel():
+    from scipy.stats import ttest_rel
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 10):
+        a, b = rng.normal(0.5, 0.1, n), rng.normal(0.45, 0.1, n)
+        p = paired_test(a.tolist(), b.tolist())
+        ref = ttest_rel(a, b)
+        assert p["n"] == n and p["diff"] == pytest.approx(float((a - b).mean()), rel=1e-12)
+        assert p["t"] == pytest.approx(float(ref.statistic), rel=1e-10)
+        assert p["p_value"] == pytest.approx(float(ref.pvalue), rel=1e-10)
+        assert p["se"] == pytest.approx(float((a - b).std(ddof=1) / math.sqrt(n)), rel=1e-12)
+
+
+def test_paired_test_pairs_by_position_skips_missing_and_claims_nothing_without_spread():
+    p = paired_test([1.0, 2.0, None, 4.0], [0.5, 1.0, 3.0, None])
+    assert p["n"] == 2 and p["diff"] == pytest.approx(0.75)
+    assert math.isnan(paired_test([1.0], [0.0])["p_value"])
+    flat = paired_test([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])  # every difference is 1: no spread to test against
+    assert flat["diff"] == 1.0 and flat["se"] == 0.0 and math.isnan(flat["p_value"])
+    with pytest.raises(ValueError, match="one length"):
+        paired_test([1.0, 2.0], [1.0])
+
+
+# --- tables -------------------------------------------------------------------------------------------------------
+
+
+def _results(diff_p: float) -> dict:
+    row = {"pe_mean": 0.15, "ar_mean": 3.0}
+    return {
+        "plan": {"methods": ["softmax", "ecloss"], "seeds": [0, 1, 2], "steps": 10, "model": "vgg16_bn", "width": 0.25,
+                 "input_size": 112, "batch_size": 64, "data": "x", "eval_sets": ["helen"], "images": 100, "runs": 5},
+        "reference": "softmax",
+        "methods": {
+            "softmax": {"n": 3, "mean": {"helen": row}, "se": {"helen": {"pe_mean": 0.001, "ar_mean": 0.01}}},
+            "ecloss": {"n": 3, "mean": {"helen": {"pe_mean": 0.16, "ar_mean": 2.0}},
+                       "se": {"helen": {"pe_mean": 0.001, "ar_mean": 0.01}}},
+        },
+        "paired": {"ecloss": {"helen": {"pe_mean": {"diff": 0.01, "se": 0.002, "p_value": diff_p, "n": 3},
+                                        "ar_mean": {"diff": -1.0, "se": 0.1, "p_value": 0.2, "n": 3}}}},
+    }  # fmt: skip
+
+
+def test_tables_mark_the_better_value_only_where_the_paired_difference_is_significant():
+    tables = {t.id: t for t in build_tables(_results(diff_p=0.01))}
+    assert set(tables) == {"pe_mean", "ar_mean"}  # only what was measured
+    pe = tables["pe_mean"]
+    assert pe.columns == ["method", "helen", "helen: \u0394 vs softmax", "paper VGG16 on Helen"]
+    (soft_label, soft), (ecl_label, ecl) = pe.rows
+    assert soft_label == "softmax (n=3)" and soft[0].text == "0.1500 \u00b1 0.0010" and not soft[0].better
+    assert ecl[0].better and ecl[1].text == "+0.0100 (p=0.010)"
+    assert soft[2].text == "0.1530" and ecl[2].text == "0.1566"  # the paper's VGG16 rows on Helen (Table 2)
+    ar = tables["ar_mean"]
+    assert not any(c.better for _, cells in ar.rows for c in cells)  # p = 0.2: nothing marked
+    assert not any(c.better for _, cells in build_tables(_results(diff_p=0.2))[0].rows for c in cells)
+    md = tables_markdown(_results(diff_p=0.01))
+    assert "| ecloss (n=3) | **0.1600 \u00b1 0.0010** |" in md and "Table 2: Part explainability" in md
+
+
+# --- end to end ---------------------------------------------------------------------------------------------------
+
+
+def test_a_tiny_experiment_writes_results_tables_and_page(finished):
+    res = json.loads((finished / "results.json").read_text())
+    assert set(res["methods"]) == {"softmax", "ecloss"} and res["reference"] == "softmax"
+    for m in ("softmax", "ecloss"):
+        entry = res["methods"][m]
+        assert entry["n"] == 2 and [s["seed"] for s in entry["seeds"]] == [0, 1]
+        for s in entry["seeds"]:
+            for key in ("accuracy_mean", "pe_mean", "ls", "ar_mean", "at_most_two_share"):
+                assert math.isfinite(s["synthetic"][key]), (m, key)
+        vals = [s["synthetic"]["pe_mean"] for s in entry["seeds"]]
+        assert entry["mean"]["synthetic"]["pe_mean"] == pytest.approx(np.mean(vals))
+        assert entry["se"]["synthetic"]["pe_mean"] == pytest.approx(np.std(vals, ddof=1) / math.sqrt(2))
+        for seed in (0, 1):
+            run = finished / "runs" / m / f"seed{seed}"
+            assert (run / "checkpoints" / "last.safetensors").is_file()
+            assert (run / "eval" / "synthetic" / "explain" / "channel_dictionary.json").is_file()
+    p = res["paired"]["ecloss"]["synthetic"]["pe_mean"]
+    a = [s["synthetic"]["pe_mean"] for s in res["methods"]["ecloss"]["seeds"]]
+    b = [s["synthetic"]["pe_mean"] for s in res["methods"]["softmax"]["seeds"]]
+    assert p["diff"] == pytest.approx(np.mean(np.subtract(a, b))) and p["n"] == 2
+    assert res["plan"]["steps"] == 24 and "explainface experiment" in res["command"]
+    md = (finished / "tables.md").read_text()
+    for title in ("Table 2", "Table 3", "Table 4", "Table 5", "at most two peaks", "## Reproduce"):
+        assert title in md
+    html = (finished / "experiment.html").read_text()
+    assert html.count("<img ") == 5  # curves + gallery and dictionary per method
+    assert 'id="table-accuracy_mean"' in html and "explainface experiment --methods" in html
+
+
+def test_rerunning_a_finished_experiment_trains_and_evaluates_nothing(finished):
+    ckpt = finished / "runs" / "ecloss" / "seed1" / "checkpoints" / "last.safetensors"
+    metrics = finished / "runs" / "ecloss" / "seed1" / "eval" / "synthetic" / "metrics.json"
+    before = (ckpt.stat().st_mtime_ns, metrics.stat().st_mtime_ns)
+    old = json.loads((finished / "results.json").read_text())
+    start = time.perf_counter()
+    res = subprocess.run(_cmd(finished), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert time.perf_counter() - start < 60
+    assert (ckpt.stat().st_mtime_ns, metrics.stat().st_mtime_ns) == before
+    assert json.loads((finished / "results.json").read_text()) == old
+
+
+def test_a_run_with_other_settings_in_the_same_folder_is_refused(finished):
+    res = subprocess.run(_cmd(finished, "optim.lr=0.2"), capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "holds an experiment with other settings" in res.stderr
+
+
+def test_an_experiment_killed_mid_run_resumes_to_the_same_results(finished, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    run = out / "runs" / "ecloss" / "seed0"
+    deadline = time.time() + 400
+    try:  # kill between the run's first checkpoint and its end: it must resume mid-run
+        while not (run / "checkpoints" / "last.safetensors").is_file():
+            assert proc.poll() is None and time.time() < deadline, "the experiment ended before it could be killed"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert not (run / "done.json").is_file() and not (out / "results.json").is_file()
+    res = subprocess.run(_cmd(out), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming from" in res.stderr
+    a, b = json.loads((out / "results.json").read_text()), json.loads((finished / "results.json").read_text())
+    assert a["methods"] == b["methods"] and a["paired"] == b["paired"]
+
+
+needs_chromium = pytest.mark.skipif(
+    chromium_path() is None, reason="no Chromium (run scripts/install_browser.sh or set EXPLAINFACE_CHROMIUM)"
+)
+
+
+@needs_chromium
+def test_chromium_renders_the_experiment_page_with_every_section_and_image(finished, tmp_path):
+    from explainface.report.experiment_html import EXPERIMENT_SECTIONS
+    from test_report_html import Page
+
+    page = Page(render(finished / "experiment.html", tmp_path / "shot.png", timeout=90))
+    assert list(page.h2) == [sid for sid, _ in EXPERIMENT_SECTIONS]
+    assert page.body.get("data-images-loaded") == page.body.get("data-images-total") == "5"
+    rows = page.tables["table-accuracy_mean"]
+    assert rows[0][:3] == ["method", "synthetic", "synthetic: \u0394 vs softmax"]
+    assert [r[0] for r in rows[1:]] == ["softmax (n=2)", "ecloss (n=2)"]
+    assert rows[2][2].startswith(("+", "\u2212")) and "(p" in rows[2][2]
