@@ -198,6 +198,9 @@ def test_a_tiny_experiment_writes_results_tables_and_page(finished):
         vals = [s["synthetic"]["pe_mean"] for s in entry["seeds"]]
         assert entry["mean"]["synthetic"]["pe_mean"] == pytest.approx(np.mean(vals))
         assert entry["se"]["synthetic"]["pe_mean"] == pytest.approx(np.std(vals, ddof=1) / math.sqrt(2))
+        for s in entry["seeds"]:  # the channel dictionary: every channel of the 32 (vgg13_bn w0.0625) has a part
+            counts = s["synthetic"]["part_channels"]
+            assert sum(counts.values()) == 32 and {"eyes", "nose", "mouth"} <= set(counts)
         for seed in (0, 1):
             run = finished / "runs" / m / f"seed{seed}"
             assert (run / "checkpoints" / "last.safetensors").is_file()
@@ -208,7 +211,8 @@ def test_a_tiny_experiment_writes_results_tables_and_page(finished):
     assert p["diff"] == pytest.approx(np.mean(np.subtract(a, b))) and p["n"] == 2
     assert res["plan"]["steps"] == 24 and "explainface experiment" in res["command"]
     md = (finished / "tables.md").read_text()
-    for title in ("Table 2", "Table 3", "Table 4", "Table 5", "at most two peaks", "## Reproduce"):
+    for title in ("Table 2", "Table 3", "Table 4", "Table 5", "at most two peaks", "channels per dominant part",
+                  "## Reproduce"):
         assert title in md
     html = (finished / "experiment.html").read_text()
     assert html.count("<img ") == 5  # curves + gallery and dictionary per method
@@ -270,3 +274,25 @@ def test_chromium_renders_the_experiment_page_with_every_section_and_image(finis
     assert rows[0][:3] == ["method", "synthetic", "synthetic: \u0394 vs softmax"]
     assert [r[0] for r in rows[1:]] == ["softmax (n=2)", "ecloss (n=2)"]
     assert rows[2][2].startswith(("+", "\u2212")) and "(p" in rows[2][2]
+
+
+def test_training_on_identity_folders_with_named_evaluation_sets(tmp_path):
+    """Real data goes by path: identity folders to train on, a pairs file and a faces folder by name."""
+    from explainface.data.synthetic.export import export_synthetic
+
+    export = tmp_path / "export"
+    with pytest.warns(UserWarning):  # fewer pairs than LFW's 300 per fold
+        export_synthetic(export, identities=8, per_identity=6, size=56, heldout_identities=10, progress=False)
+    plan = ExperimentPlan.quick_plan(
+        seeds=1, steps=4, data=str(export / "train"), images=8,
+        pairs={"held": str(export / "heldout" / "pairs.txt")}, faces={"held": str(export / "heldout")},
+        overrides=["model.input_size=56", "optim.batch_size=8", "run.threads=1"],
+    )  # fmt: skip
+    res = run_experiment(plan, tmp_path / "exp", progress=False)
+    assert res["plan"]["eval_sets"] == ["held"] and res["plan"]["data"] == str(export / "train")
+    for m in ("softmax", "ecloss"):
+        (seed0,) = res["methods"][m]["seeds"]
+        assert {"accuracy_mean", "pe_mean", "ar_mean"} <= set(seed0["held"])
+    cfg = json.loads((tmp_path / "exp" / "plan.json").read_text())["fingerprint"]["config"]
+    assert cfg["data"]["kind"] == "folder" and not (tmp_path / "exp" / "faces").exists()
+    assert "--pairs held=" in res["command"] and "--data" in res["command"]

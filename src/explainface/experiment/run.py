@@ -252,6 +252,7 @@ def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPl
         e = explain(checkpoint, es.faces, path.parent / "explain", images=plan.images, runs=plan.runs,
                     seed=EVAL_SEED, progress=progress)  # fmt: skip
         metrics.update({k: e[k] for k in EXPLAIN_METRICS})
+        metrics["part_channels"] = part_channels(e["channels"], e.get("part_names") or [])
         metrics["skipped_faces"] = e.get("skipped")
     metrics["seconds"] = time.perf_counter() - start
     _atomic_json(path, metrics)
@@ -295,8 +296,18 @@ def aggregate(methods: list[str], seeds: list[int], sets: list[str], measured: d
     return out
 
 
+def part_channels(channels: list[dict], part_names: list[str]) -> dict[str, int]:
+    """How many channels the channel dictionary gives to each part (dominant part per channel; never-active
+    channels under "none")."""
+    counts = {p: 0 for p in part_names}
+    for c in channels:
+        key = c.get("part") or "none"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def _metric_values(metrics: dict) -> dict:
-    return {k: metrics[k] for k in (*VERIFY_METRICS, *EXPLAIN_METRICS) if k in metrics}
+    return {k: metrics[k] for k in (*VERIFY_METRICS, *EXPLAIN_METRICS, "part_channels") if k in metrics}
 
 
 def gallery_faces(es: EvalSet, n: int = 6) -> list[str]:

@@ -206,6 +206,28 @@ def _is_better(results: dict, method: str, eval_set: str, spec: MetricSpec) -> b
     return any(significant(m) and score(ref) > score(m) for m in results["methods"] if m != ref)
 
 
+def dictionary_table(results: dict) -> Table | None:
+    """Channels per dominant part (the channel dictionary), mean over seeds, per method and faces set."""
+    rows, parts = [], []
+    for m, res in results["methods"].items():
+        for s in results["plan"]["eval_sets"]:
+            counts = [seed[s]["part_channels"] for seed in res.get("seeds", []) if "part_channels" in seed.get(s, {})]
+            if not counts:
+                continue
+            for c in counts:
+                parts += [p for p in c if p not in parts]
+            rows.append((m, s, counts))
+    if not rows:
+        return None
+    table = Table("part_channels", "Channel dictionary: channels per dominant part (mean over seeds)",
+                  ["method", "set", *parts])  # fmt: skip
+    for m, s, counts in rows:
+        cells = [Cell(s)] + [Cell(f"{sum(c.get(p, 0) for c in counts) / len(counts):.1f}") for p in parts]
+        table.rows.append((f"{m} (n={len(counts)})", cells))
+    table.note = "a channel's dominant part is the part its top-10% mask overlaps best most often (paper §5.2.3)."
+    return table
+
+
 def tables_markdown(results: dict) -> str:
     """The tables as Markdown, with the command that reproduces them."""
     lines = [f"# {results.get('title', 'Experiment')}", ""]
@@ -216,7 +238,8 @@ def tables_markdown(results: dict) -> str:
         f"evaluation sets: {', '.join(plan['eval_sets'])}."
     )
     lines.append("")
-    for t in build_tables(results):
+    dictionary = dictionary_table(results)
+    for t in build_tables(results) + ([dictionary] if dictionary else []):
         lines += [f"## {t.caption}", ""]
         lines.append("| " + " | ".join(t.columns) + " |")
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(t.columns) - 1)) + "|")

@@ -55,10 +55,12 @@ def _setup(results: dict) -> str:
 def experiment_html(results: dict, curves: str | Path | None = None, galleries: dict | None = None,
                     gallery_set: str | None = None) -> str:  # fmt: skip
     """The page as a string (see `render_experiment`)."""
-    from explainface.experiment.tables import build_tables
+    from explainface.experiment.tables import build_tables, dictionary_table
 
     title = results.get("title") or "explainface experiment"
     tables = build_tables(results)
+    dictionary = dictionary_table(results)
+    tables += [dictionary] if dictionary else []
     parts = {
         "setup": _setup(results),
         "tables": "\n".join(_table_html(t) for t in tables) or '<p class="missing">No metrics yet.</p>',
