@@ -173,12 +173,11 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[str, TrainConfig],
-              sets: list[EvalSet], say) -> dict:  # fmt: skip
+def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[str, TrainConfig], say) -> dict:
     """plan.json: the settings and the steps per run. A re-run must match its settings; the steps are reused."""
     fingerprint = {
         "config": base.to_dict(),
-        "eval_sets": [asdict(s) for s in sets],
+        "eval_sets": {"pairs": plan.pairs, "faces": plan.faces},  # none: the synthetic held-out faces
         "images": plan.images,
         "runs": plan.runs,
         "heldout": [plan.heldout_identities, plan.heldout_per_identity],
@@ -332,7 +331,7 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
     base, configs = validate(plan, out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(plan.seeds))
-    record = fix_steps(plan, out, base, configs, sets, say)
+    record = fix_steps(plan, out, base, configs, say)
     steps = record["steps"]
     size = base.model.input_size
     if any(s.name == SYNTHETIC and not plan.faces for s in sets):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from explainface.report.html import CSS, SCRIPT, _e, _figure
+from explainface.report.html import _e, _figure, page_html, write_page
 
 #: Section ids and titles, in page order (stable: links and tests use them).
 EXPERIMENT_SECTIONS: tuple[tuple[str, str], ...] = (
@@ -85,28 +85,13 @@ def experiment_html(results: dict, curves: str | Path | None = None, galleries: 
     sections = "\n".join(
         f'<section>\n<h2 id="{sid}">{_e(t)}</h2>\n{parts[sid]}\n</section>' for sid, t in EXPERIMENT_SECTIONS
     )
-    body = f"<header><h1>{_e(title)}</h1></header>\n{nav}\n{sections}"
-    total = body.count("<img ")
-    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n"
-        f'<body data-images-total="{total}">\n<main>\n{body}\n</main>\n<script>{SCRIPT}</script>\n</body>\n</html>\n'
-    )
+    return page_html(title, f"<header><h1>{_e(title)}</h1></header>\n{nav}\n{sections}")
 
 
 def render_experiment(results: dict, out_html: str | Path, curves: str | Path | None = None,
                       galleries: dict | None = None, gallery_set: str | None = None) -> Path:  # fmt: skip
     """Write the experiment page to `out_html` (atomically); `galleries` is {method: {"gallery": png, ...}}."""
-    out = Path(out_html)
-    text = experiment_html(results, curves, galleries, gallery_set)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_page(experiment_html(results, curves, galleries, gallery_set), out_html)
 
 
 __all__ = ["EXPERIMENT_SECTIONS", "experiment_html", "render_experiment"]

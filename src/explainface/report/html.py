@@ -49,13 +49,7 @@ _MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
 def render_report(report: dict, out_html: str | Path) -> Path:
     """Write the report (see the module docstring for the input) to `out_html` as one self-contained file."""
-    out = Path(out_html)
-    text = report_html(report)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_page(report_html(report), out_html)
 
 
 def report_html(report: dict) -> str:
@@ -80,6 +74,11 @@ def report_html(report: dict) -> str:
             _section("about", ABOUT),
         ]
     )
+    return page_html(title, body)
+
+
+def page_html(title: str, body: str) -> str:
+    """A self-contained page around `body`: inline styles, the image-count script, no network (CSP)."""
     total = body.count("<img ")
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
     return (
@@ -89,6 +88,16 @@ def report_html(report: dict) -> str:
         f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n"
         f'<body data-images-total="{total}">\n<main>\n{body}\n</main>\n<script>{SCRIPT}</script>\n</body>\n</html>\n'
     )
+
+
+def write_page(text: str, out_html: str | Path) -> Path:
+    """Write a page atomically (a temporary file, then a rename)."""
+    out = Path(out_html)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
 
 
 # --- numbers ---------------------------------------------------------------------------------------------------
