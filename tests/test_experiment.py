@@ -102,6 +102,16 @@ def test_bad_input_fails_before_any_training_and_names_the_problem(tmp_path, cha
     assert not (tmp_path / "exp" / "runs").exists()
 
 
+def test_paper_configs_go_through_the_same_command(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    plan = ExperimentPlan(config=str(root / "configs/paper/vgg16_ecloss.yaml"), data=str(tmp_path))
+    base = base_config(plan)
+    assert (base.model.name, base.model.input_size, base.data.kind) == ("vgg16_bn", 224, "folder")
+    assert base.regularizers == [] and method_config("ecloss", base).regularizers[0]["name"] == "ecloss"
+    with pytest.raises(ValueError, match="data.kind=recordio but names no data: give --data"):
+        run_experiment(ExperimentPlan(config=plan.config), tmp_path / "exp", progress=False)
+
+
 def test_a_malformed_pair_file_is_named_before_training(tmp_path):
     bad = tmp_path / "pairs.txt"
     bad.write_text("10\t300\nnot a pair line at all with too many fields here\n")

@@ -92,7 +92,7 @@ def method_config(spec: str, base: TrainConfig) -> TrainConfig:
     cfg = copy.deepcopy(base)
     try:
         _METHODS[name].apply(cfg, **options)
-        return config_from_dict(cfg.to_dict())
+        return config_from_dict(cfg.to_dict(), "config")
     except (TypeError, ValueError) as e:
         raise ValueError(f"method {spec!r}: {e}") from None
 

@@ -140,6 +140,8 @@ def validate(plan: ExperimentPlan, out: Path) -> tuple[TrainConfig, dict[str, Tr
     if plan.data != SYNTHETIC and not Path(plan.data).exists():
         raise FileNotFoundError(f"--data: training data not found: {plan.data}")
     base = base_config(plan)
+    if base.data.kind != "synthetic" and not base.data.root:
+        raise ValueError(f"the config trains on data.kind={base.data.kind} but names no data: give --data PATH")
     configs = {m: method_config(m, base) for m in plan.methods}  # unknown methods and options fail here
     from explainface.data.pair_files import read_pairs
     from explainface.evaluate.explain import face_files
@@ -490,6 +492,13 @@ def add_experiment_parser(subparsers) -> None:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
+    try:
+        return _run_cli(args)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one line naming the problem, no traceback
+        raise SystemExit(f"explainface experiment: {e}") from None
+
+
+def _run_cli(args: argparse.Namespace) -> int:
     kw = dict(
         methods=split_methods(args.methods), seeds=args.seeds, minutes=args.minutes, steps=args.steps,
         data=args.data, config=args.config, overrides=list(args.overrides),

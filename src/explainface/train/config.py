@@ -236,6 +236,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return _build(TrainConfig, values, str(path) if path else "config")
 
 
-def config_from_dict(values: dict) -> TrainConfig:
-    """Rebuild a config saved with `TrainConfig.to_dict` (e.g. from a checkpoint)."""
-    return _build(TrainConfig, values, "checkpoint config")
+def config_from_dict(values: dict, where: str = "checkpoint config") -> TrainConfig:
+    """Rebuild (and check) a config saved with `TrainConfig.to_dict` (e.g. from a checkpoint); `where` names it in
+    error messages."""
+    return _build(TrainConfig, values, where)
