@@ -107,6 +107,21 @@ def location_consistency(ious) -> tuple[float, int, list[float | None]]:
     return ls, len(counted), per_channel
 
 
+def channel_overlap(maps, s: int, s2: int, fraction: float = 0.1) -> list[float]:
+    """Per image: the mean over channel pairs i < j of IoU(top mask i, top mask j); two empty masks give 0."""
+    out = []
+    for image in maps:
+        masks = [top_mask(m, s, s2, fraction) for m in image]
+        values = []
+        for i in range(len(masks)):
+            for j in range(i + 1, len(masks)):
+                inter = sum(a and b for ra, rb in zip(masks[i], masks[j]) for a, b in zip(ra, rb))
+                union = sum(a or b for ra, rb in zip(masks[i], masks[j]) for a, b in zip(ra, rb))
+                values.append(inter / union if union else 0.0)
+        out.append(sum(values) / len(values))
+    return out
+
+
 def _neighbours(p: int, h: int, w: int):
     i, j = divmod(p, w)
     for di in (-1, 0, 1):

@@ -9,7 +9,7 @@ from explainface.demo import DemoPlan, train_config
 from explainface.report.html import SECTIONS
 
 METRICS = ("accuracy_mean", "accuracy_std", "auc", "eer", "pe_mean", "pe_se", "ls", "ls_channels", "ar_mean",
-           "ar_std", "zero_share", "at_most_two_share")  # fmt: skip
+           "ar_std", "zero_share", "at_most_two_share", "channel_overlap")  # fmt: skip
 
 
 def test_the_two_networks_differ_only_in_the_regulariser():

@@ -203,7 +203,7 @@ def test_a_tiny_experiment_writes_results_tables_and_page(finished):
         entry = res["methods"][m]
         assert entry["n"] == 2 and [s["seed"] for s in entry["seeds"]] == [0, 1]
         for s in entry["seeds"]:
-            for key in ("accuracy_mean", "pe_mean", "ls", "ar_mean", "at_most_two_share"):
+            for key in ("accuracy_mean", "pe_mean", "ls", "ar_mean", "at_most_two_share", "channel_overlap"):
                 assert math.isfinite(s["synthetic"][key]), (m, key)
         vals = [s["synthetic"]["pe_mean"] for s in entry["seeds"]]
         assert entry["mean"]["synthetic"]["pe_mean"] == pytest.approx(np.mean(vals))

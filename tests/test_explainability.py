@@ -345,3 +345,40 @@ def test_shuffling_channels_changes_no_metric():
     b = explainability_report(maps[:, perm], parts, n_images=3, runs=3)
     for key in ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share"):
         assert a[key] == pytest.approx(b[key], abs=1e-12), key
+
+
+# ---------------------------------------------------------------------------------------------- channel overlap
+
+
+def test_channel_overlap_matches_reference():
+    from explainface.evaluate.explainability import channel_overlap
+
+    maps = _relu_gaussians((3, 5, 6, 6), seed=4)
+    maps[1, 2] = 0  # an empty mask among full ones
+    maps[2, :2] = 0  # two empty masks: their pair counts 0
+    fast = channel_overlap(maps, 24)
+    slow = ref.channel_overlap(maps.tolist(), 24, 24)
+    assert fast.tolist() == pytest.approx(slow, abs=1e-12)
+
+
+def test_identical_channels_overlap_fully_and_disjoint_blobs_not_at_all():
+    from explainface.evaluate.explainability import channel_overlap
+
+    blob = torch.zeros(14, 14, dtype=torch.float64)
+    blob[3:6, 3:6] = 1.0
+    other = torch.zeros(14, 14, dtype=torch.float64)
+    other[9:12, 9:12] = 1.0
+    same = torch.stack([blob, blob, blob])[None]
+    apart = torch.stack([blob, other])[None]
+    assert channel_overlap(same, 56).item() == 1.0
+    assert channel_overlap(apart, 56).item() == 0.0
+    assert channel_overlap(blob[None, None], 56).item() == 0.0  # one channel: no pair
+
+
+def test_the_report_gives_the_mean_channel_overlap_over_images():
+    from explainface.evaluate.explainability import channel_overlap
+
+    maps = _relu_gaussians((4, 6, 7, 7), seed=5)
+    parts = _random_parts(4, len(PARTS), 28, 28, seed=5)
+    rep = explainability_report(maps, parts, size=28, n_images=2, runs=2)
+    assert rep["channel_overlap"] == pytest.approx(float(channel_overlap(maps, 28).mean()), abs=1e-15)

@@ -129,7 +129,8 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
         out, entries, "synthetic", title="explainface demo: ECLoss vs an ordinary network", notes=notes,
         commands=[command], extra_images=curves, seed=plan.seed,
     )  # fmt: skip
-    metrics = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share")
+    metrics = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share",
+               "channel_overlap")  # fmt: skip
     summary = {
         "report": str(report),
         "minutes_budget": plan.minutes,

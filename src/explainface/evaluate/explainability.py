@@ -1,5 +1,5 @@
 """The paper's explainability metrics (SPEC §7, paper §3.3, §5.2.2-5.2.4): top-10% masks, part explainability,
-location consistency, activation robustness, the channel dictionary.
+location consistency, activation robustness, the channel dictionary; and channel overlap (beyond the paper).
 
 Pure functions: maps and part masks in (torch tensors), numbers and tensors out; `ExplainabilityAccumulator`
 holds only per-image IoUs and peak counts, so a model's maps can arrive in chunks of images.
@@ -619,6 +619,34 @@ def channel_dictionary(
 
 
 # ----------------------------------------------------------------------------------------------------------
+# channel overlap (SPEC §7, beyond the paper)
+
+
+def channel_overlap(maps: torch.Tensor, size: int | tuple[int, int], fraction: float = TOP_FRACTION) -> torch.Tensor:
+    """Per image, the mean IoU between the top-`fraction` masks of every two different channels: `[N]` float64.
+
+    PE, LS and AR all reward a collapsed network whose channels are one blob on one large part; this tells it
+    apart (SPEC §7). Two empty masks have IoU 0. Exact counts: the masks are 0/1 and a product of two of them
+    sums at most S * S' < 2^24 ones in float32.
+    """
+    if maps.dim() != 4:
+        raise ValueError(f"maps must be [N, C, h, w], got shape {tuple(maps.shape)}")
+    n, c = maps.shape[:2]
+    out = torch.zeros(n, dtype=torch.float64)
+    if c < 2:
+        return out
+    iu = torch.triu_indices(c, c, offset=1)
+    for i in range(n):
+        m = top_masks(maps[i], size, fraction).reshape(c, -1).to(torch.float32).cpu()
+        inter = (m @ m.T).to(torch.float64)
+        sizes = inter.diagonal()
+        union = sizes[:, None] + sizes[None, :] - inter
+        iou = torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter))
+        out[i] = iou[iu[0], iu[1]].mean()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
 # the report, in one call or over chunks of images
 
 
@@ -646,6 +674,7 @@ class ExplainabilityAccumulator:
         self._active: list[torch.Tensor] = []
         self._peaks: list[torch.Tensor] = []
         self._zero: list[torch.Tensor] = []
+        self._overlap: list[torch.Tensor] = []
 
     @property
     def images(self) -> int:
@@ -662,6 +691,7 @@ class ExplainabilityAccumulator:
         self._active.append(sizes > 0)
         self._peaks.append(count_peaks(maps.detach().cpu(), self.rho))
         self._zero.append(maps.detach().cpu().reshape(*maps.shape[:2], -1).amax(-1) <= 0)
+        self._overlap.append(channel_overlap(maps, s, self.fraction))
 
     def report(self, n_images: int = 100, runs: int = 5, seed: int = 0) -> dict:
         if not self._iou:
@@ -680,6 +710,7 @@ class ExplainabilityAccumulator:
             "ar_std": ar["ar_std"],
             "zero_share": ar["zero_share"],
             "at_most_two_share": ar["at_most_two_share"],
+            "channel_overlap": float(torch.cat(self._overlap).mean()),
             "channels": channel_dictionary(iou, self.part_names, active),
             "images": iou.shape[0],
             "draw_size": pe["draw_size"],
@@ -704,7 +735,7 @@ def explainability_report(
 ) -> dict:
     """PE, LS, AR and the channel dictionary of `[N, C, h, w]` maps and `[N, K, S, S']` part masks (SPEC §7).
 
-    Keys: pe_mean, pe_se, ls, ls_channels, ar_mean, ar_std, zero_share, at_most_two_share, channels,
+    Keys: pe_mean, pe_se, ls, ls_channels, ar_mean, ar_std, zero_share, at_most_two_share, channel_overlap, channels,
     images (and the per-draw values). For maps that arrive in chunks use `ExplainabilityAccumulator`.
     """
     acc = ExplainabilityAccumulator(size=size, part_names=part_names, rho=rho)

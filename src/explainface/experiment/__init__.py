@@ -11,7 +11,8 @@ results.json, the stable part (scripts read it)::
     plan, command                                     what ran, and the command that reproduces it
 
 Metrics: accuracy_mean, accuracy_std, auc, eer (verification, Table 3); pe_mean, pe_se (Table 2); ls,
-ls_channels (Table 4); ar_mean, ar_std (Table 5); zero_share, at_most_two_share. The synthetic default's
+ls_channels (Table 4); ar_mean, ar_std (Table 5); zero_share, at_most_two_share, channel_overlap (SPEC §7),
+and part_channels (channels per dominant part, per run only). The synthetic default's
 evaluation set is called ``synthetic``.
 """
 

@@ -36,7 +36,8 @@ from explainface.train.config import TrainConfig, load_config
 
 SYNTHETIC = "synthetic"
 VERIFY_METRICS = ("accuracy_mean", "accuracy_std", "auc", "eer")
-EXPLAIN_METRICS = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share")
+EXPLAIN_METRICS = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share",
+                   "channel_overlap")  # fmt: skip
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Eval-set draws use one seed for every run, so all runs are measured on the same faces (paired).
 EVAL_SEED = 0

@@ -21,7 +21,7 @@ class MetricSpec:
     key: str
     table: str  # the paper's table, or "" for ours
     title: str
-    better: str  # "higher" | "lower" | "nearer 1"
+    better: str  # "higher" | "lower" | "nearer 1" | "" (none)
     kind: str  # "percent" | "float" | "share" | "peaks"
 
 
@@ -32,6 +32,8 @@ METRICS: tuple[MetricSpec, ...] = (
     # fewer peaks is better (paper Table 5), down to one: below 1 only zero (dead) maps can take a mean
     MetricSpec("ar_mean", "Table 5", "Activation robustness (AR: peaks per map)", "nearer 1", "peaks"),
     MetricSpec("at_most_two_share", "", "Share of maps with at most two peaks", "higher", "share"),
+    # no better side: a collapsed network (every channel on one large part) has a high overlap; read it beside PE
+    MetricSpec("channel_overlap", "", "Channel overlap (mean IoU of two channels' top-10% masks)", "", "float"),
 )
 
 # The paper's numbers (Lin et al., Tables 2-5): network -> (softmax, ECLoss) per dataset.
@@ -180,7 +182,8 @@ def build_tables(results: dict) -> list[Table]:
                 cells.append(Cell(fmt(paper_value(spec.key, network, m, d), spec.kind)))
             label = f"{m} (n={res['n']})"
             rows.append((label, cells))
-        caption = f"{spec.table + ': ' if spec.table else ''}{spec.title}, {spec.better} is better"
+        better = f", {spec.better} is better" if spec.better else " (no better side: read it beside PE)"
+        caption = f"{spec.table + ': ' if spec.table else ''}{spec.title}{better}"
         note = (f"mean \u00b1 standard error over seeds; \u0394 = paired difference against {ref} over the same "
                 f"seeds, p = paired t-test; bold = the better of a pair that differs at p < {ALPHA}.")  # fmt: skip
         tables.append(Table(spec.key, caption, columns, rows, note))
@@ -195,7 +198,7 @@ def _is_better(results: dict, method: str, eval_set: str, spec: MetricSpec) -> b
     def score(m: str) -> float:
         x = results["methods"][m]["mean"].get(eval_set, {}).get(spec.key)
         x = math.nan if x is None else x
-        return {"higher": x, "lower": -x}.get(spec.better, -abs(x - 1))
+        return {"higher": x, "lower": -x, "nearer 1": -abs(x - 1)}.get(spec.better, math.nan)
 
     def significant(m: str) -> bool:
         p = results["paired"].get(m, {}).get(eval_set, {}).get(spec.key)

@@ -285,6 +285,7 @@ EXPLAIN_ROWS = [
     Row("AR (peaks per map)", "explainability", ("ar_mean",), ("ar_std",), "f2", NEAR_ONE),
     Row("Zero maps", "explainability", ("zero_share",), None, "pct", LOWER),
     Row("Maps with \u2264 2 peaks", "explainability", ("at_most_two_share",), None, "pct", HIGHER),
+    Row("Channel overlap (mean IoU of two channels' masks)", "explainability", ("channel_overlap",), None, "f4"),
     Row("Faces", "explainability", ("images",), None, "int"),
     Row("Layer", "explainability", ("layer",), kind="text"),
 ]
@@ -390,6 +391,8 @@ and a face part (higher = more part-like).</dd>
 over the channels active at least once (higher = more consistent).</dd>
 <dt>AR \u2014 activation robustness</dt><dd>Mean number of activation peaks per map, by topographic prominence \
 (closer to 1\u20132 = more localised; a zero map has 0 peaks).</dd>
+<dt>Channel overlap</dt><dd>Mean IoU between two different channels\u2019 top-10% masks on the same face. PE, LS \
+and AR also reward a network whose channels all fire on one large part; a high overlap says that happened.</dd>
 <dt>Channel dictionary</dt><dd>Each channel\u2019s dominant part and how often it picks it.</dd>
 </dl>
 <p class="hint">Paper: Explainable Channel Loss (ECLoss) for explainable face recognition; SPEC \u00a77\u20138 of this \
