@@ -382,3 +382,19 @@ def test_the_report_gives_the_mean_channel_overlap_over_images():
     parts = _random_parts(4, len(PARTS), 28, 28, seed=5)
     rep = explainability_report(maps, parts, size=28, n_images=2, runs=2)
     assert rep["channel_overlap"] == pytest.approx(float(channel_overlap(maps, 28).mean()), abs=1e-15)
+
+
+def test_channel_overlap_on_the_coarser_grid_stays_within_0005_of_the_full_size_one():
+    """At 224 px the overlap is computed on 112 px masks (OVERLAP_GRID): measured against full-size masks on
+    smooth, blob-like maps like a trained network's."""
+    from explainface.evaluate.explainability import OVERLAP_GRID, channel_overlap
+
+    g = torch.Generator().manual_seed(6)
+    yy, xx = torch.meshgrid(torch.arange(14.0), torch.arange(14.0), indexing="ij")
+    centres = torch.rand(6, 24, 2, 2, generator=g) * 13  # 6 faces x 24 channels x 2 blobs
+    widths = 1 + 2 * torch.rand(6, 24, 2, generator=g)
+    maps = sum(torch.exp(-((yy - centres[..., k, 0, None, None]) ** 2 + (xx - centres[..., k, 1, None, None]) ** 2)
+                         / (2 * widths[..., k, None, None] ** 2)) for k in range(2))  # fmt: skip
+    coarse, full = channel_overlap(maps, 224), channel_overlap(maps, 224, grid=None)
+    assert OVERLAP_GRID == 112 and 0.02 < float(full.mean()) < 0.5
+    assert (coarse - full).abs().max() < 0.005
