@@ -385,7 +385,7 @@ def test_the_report_gives_the_mean_channel_overlap_over_images():
 
 
 def test_channel_overlap_on_the_coarser_grid_stays_within_0005_of_the_full_size_one():
-    """At 224 px the overlap is computed on 112 px masks (OVERLAP_GRID): measured against full-size masks on
+    """At 224 px the overlap is computed on 56 px masks (OVERLAP_GRID): measured against full-size masks on
     smooth, blob-like maps like a trained network's."""
     from explainface.evaluate.explainability import OVERLAP_GRID, channel_overlap
 
@@ -396,5 +396,5 @@ def test_channel_overlap_on_the_coarser_grid_stays_within_0005_of_the_full_size_
     maps = sum(torch.exp(-((yy - centres[..., k, 0, None, None]) ** 2 + (xx - centres[..., k, 1, None, None]) ** 2)
                          / (2 * widths[..., k, None, None] ** 2)) for k in range(2))  # fmt: skip
     coarse, full = channel_overlap(maps, 224), channel_overlap(maps, 224, grid=None)
-    assert OVERLAP_GRID == 112 and 0.02 < float(full.mean()) < 0.5
+    assert OVERLAP_GRID == 56 and 0.02 < float(full.mean()) < 0.5
     assert (coarse - full).abs().max() < 0.005

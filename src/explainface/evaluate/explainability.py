@@ -623,9 +623,10 @@ def channel_dictionary(
 
 
 #: Channel overlap compares masks on a grid of at most this side (the input size when smaller): at 224 px with
-#: 512 channels the full-size pairwise IoUs cost 26 GFLOP per face; on 112 px masks a quarter, and the
-#: overlap moved by at most 2e-4 on blob-like maps (tests/test_explainability.py asserts < 0.005).
-OVERLAP_GRID = 112
+#: 512 channels, full-size pairwise IoUs take minutes per 100 faces on 2 cores, 112 px masks 25 s, 56 px masks
+#: 8 s (benchmarks/metrics_speed.py); on 56 px masks the overlap moved by at most 3.4e-4 from full size
+#: (tests/test_explainability.py asserts < 0.005).
+OVERLAP_GRID = 56
 _OVERLAP_BYTES = 256 * 2**20
 
 

@@ -68,7 +68,7 @@ class ExperimentPlan:
     per_identity: int = 20
     batch_size: int = 64
     lr: float = 0.05
-    quick: bool = False  # made by `quick()`
+    quick: bool = False  # made by `quick_plan()`: `--quick` reproduces it
 
     @classmethod
     def quick_plan(cls, **kw: Any) -> ExperimentPlan:
