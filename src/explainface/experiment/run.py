@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from explainface.evaluate.explain import SYNTHETIC
 from explainface.experiment.methods import method_config, slug, split_methods
 from explainface.experiment.stats import mean_se, paired_test
 from explainface.train.config import TrainConfig, load_config
 
-SYNTHETIC = "synthetic"
 VERIFY_METRICS = ("accuracy_mean", "accuracy_std", "auc", "eer")
 EXPLAIN_METRICS = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share",
                    "channel_overlap")  # fmt: skip
@@ -127,7 +127,7 @@ def eval_sets(plan: ExperimentPlan, out: Path) -> list[EvalSet]:
     return [EvalSet(n, plan.pairs.get(n), plan.faces.get(n)) for n in names]
 
 
-def validate(plan: ExperimentPlan, out: Path) -> tuple[TrainConfig, dict[str, TrainConfig]]:
+def validate(plan: ExperimentPlan) -> tuple[TrainConfig, dict[str, TrainConfig]]:
     """Everything that can be checked before training: methods and their options, seeds and budget, the training
     data and every evaluation set. Raises ValueError / FileNotFoundError naming the problem."""
     if plan.seeds < 1:
@@ -187,7 +187,7 @@ def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[
     }
     old = _read_json(out / "plan.json")
     if old is not None:
-        if json.loads(json.dumps(old.get("fingerprint"))) != json.loads(json.dumps(fingerprint)):
+        if old.get("fingerprint") != json.loads(json.dumps(fingerprint)):  # as plan.json holds it
             raise ValueError(f"{out} holds an experiment with other settings (plan.json); use another --out, or the "
                              "same network, data, evaluation sets and options to continue it")  # fmt: skip
         if plan.steps is not None and plan.steps != old["steps"]:
@@ -331,7 +331,7 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
     out = Path(out_dir)
     say = print if progress else (lambda *a, **k: None)
     sets = eval_sets(plan, out)
-    base, configs = validate(plan, out)
+    base, configs = validate(plan)
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(plan.seeds))
     record = fix_steps(plan, out, base, configs, say)
@@ -500,6 +500,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    if args.minutes is not None and args.steps is not None:
+        raise SystemExit("give --minutes or --steps, not both")
     kw = dict(
         methods=split_methods(args.methods), seeds=args.seeds, minutes=args.minutes, steps=args.steps,
         data=args.data, config=args.config, overrides=list(args.overrides),
@@ -510,8 +512,6 @@ def _run_cli(args: argparse.Namespace) -> int:
         plan = ExperimentPlan.quick_plan(**kw)
     else:
         plan = ExperimentPlan(**{k: v for k, v in kw.items() if v is not None})
-    if args.minutes is not None and args.steps is not None:
-        raise SystemExit("give --minutes or --steps, not both")
     if args.minutes is not None:
         plan.steps = None
     results = run_experiment(plan, args.out, progress=not args.quiet)

@@ -129,8 +129,14 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def regularizer_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """The constructor options of one ``regularizers`` item: everything but ``name`` and ``beta``."""
+    return {k: v for k, v in spec.items() if k not in ("name", "beta")}
+
+
 def check_regularizers(value: Any, where: str = "regularizers") -> list[dict[str, Any]]:
     """Validate a ``regularizers`` list: registered names, known options; fill in ``beta`` (default 1e-5)."""
+    from explainface.losses.beta import make_beta
     from explainface.losses.registry import check_regularizer_params
 
     if value is None:
@@ -144,11 +150,9 @@ def check_regularizers(value: Any, where: str = "regularizers") -> list[dict[str
         at = f"{where}[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ValueError(f"{at}: expected a mapping with a `name`, got {item!r}")
-        params = {k: v for k, v in item.items() if k not in ("name", "beta")}
+        params = regularizer_options(item)
         check_regularizer_params(item["name"], params, at)
         beta = item.get("beta", DEFAULT_BETA)
-        from explainface.losses.beta import make_beta
-
         try:
             make_beta(beta)
         except ValueError as e:

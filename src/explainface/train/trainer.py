@@ -47,7 +47,7 @@ from explainface.train.checkpoint import (
     save_checkpoint,
     unprefixed,
 )
-from explainface.train.config import TrainConfig
+from explainface.train.config import TrainConfig, regularizer_options
 from explainface.train.data import ResumableBatches, build_pair_set, build_train_dataset
 
 #: Columns of every run's metrics.csv; each regulariser adds ``<name>.loss``, ``<name>.beta``, ``<name>.<stat>``.
@@ -129,8 +129,7 @@ class Trainer:
         # eq. 7 with any registered regularisers, each with its own beta (no regulariser-specific code here)
         self.reg_keys = regularizer_keys(cfg.regularizers)
         self.regs = nn.ModuleList(
-            create_regularizer(s["name"], **{k: v for k, v in s.items() if k not in ("name", "beta")})
-            for s in cfg.regularizers
+            create_regularizer(s["name"], **regularizer_options(s)) for s in cfg.regularizers
         ).to(self.device)
         self.betas = [make_beta(s["beta"]) for s in cfg.regularizers]
         self.metric_fields = METRIC_FIELDS + [
