@@ -75,3 +75,108 @@ def naive_mi_loop(maps: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
     logits = torch.stack([(x * templates[t]).sum(dim=(1, 2)) for t in range(templates.shape[0])], dim=1)
     logp = torch.log_softmax(logits, dim=1)
     return (logp.exp() * logp).sum(1).mean() + math.log(templates.shape[0])
+
+
+# ---- ECLoss-fit (explainface.losses.fit): loops over maps, channels and templates, float64 ----------------------
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(sum x^2), with the subgradient 0 at x = 0 (an all-zero map) instead of sqrt's infinite one."""
+    s = (x * x).sum()
+    return torch.sqrt(s) if float(s) > 0 else s * 0
+
+
+def naive_template_fit(maps: torch.Tensor, templates: torch.Tensor, temperature: float, weight: str) -> torch.Tensor:
+    """-(weighted) mean over maps of temperature * log sum_t exp(cos(x, T_t) / temperature)."""
+    b, c = maps.shape[:2]
+    total, wsum = maps.new_zeros(()), 0.0
+    for i in range(b):
+        for j in range(c):
+            x = maps[i, j].reshape(-1)
+            nx = _norm(x)
+            terms = []
+            for t in templates:
+                tv = t.reshape(-1)
+                terms.append((x * tv).sum() / ((nx + 1e-6) * torch.sqrt((tv * tv).sum())) / temperature)
+            fit = temperature * torch.log(torch.stack(terms).exp().sum())
+            w = float(nx) if weight == "norm" else 1.0
+            total = total + w * fit
+            wsum += w
+    return -total / max(wsum, 1e-6)
+
+
+def naive_smooth(m: torch.Tensor, sigma: float) -> torch.Tensor:
+    """2-D Gaussian smoothing of one [H, W] map with zero padding, radius round(2 sigma), by explicit sums."""
+    radius = max(1, int(round(2 * sigma)))
+    offs = range(-radius, radius + 1)
+    g = torch.tensor([math.exp(-(d * d) / (2 * sigma * sigma)) for d in offs], dtype=m.dtype)
+    g = g / g.sum()
+    h, w = m.shape
+    out = torch.zeros_like(m)
+    for y in range(h):
+        for x in range(w):
+            acc = m.new_zeros(())
+            for a, dy in enumerate(offs):
+                for bb, dx in enumerate(offs):
+                    yy, xx = y + dy, x + dx
+                    if 0 <= yy < h and 0 <= xx < w:
+                        acc = acc + g[a] * g[bb] * m[yy, xx]
+            out[y, x] = acc
+    return out
+
+
+def naive_spatial_diversity(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Mean over faces and ordered pairs of different channels of cos(smoothed maps)^2."""
+    b, c = maps.shape[:2]
+    total, n = maps.new_zeros(()), 0
+    for i in range(b):
+        sm = [naive_smooth(maps[i, j], sigma).reshape(-1) for j in range(c)]
+        for j in range(c):
+            for k in range(c):
+                if j != k:
+                    cj = sm[j] / (_norm(sm[j]) + 1e-6)
+                    ck = sm[k] / (_norm(sm[k]) + 1e-6)
+                    total = total + (cj * ck).sum() ** 2
+                    n += 1
+    return total / n
+
+
+def naive_channel_consistency(maps: torch.Tensor, weight: str) -> torch.Tensor:
+    """Mean over channels of sum_b w |x̂_bc - m_c|^2 / sum_b w, m_c the w-weighted mean of x̂_bc."""
+    b, c = maps.shape[:2]
+    out = []
+    for j in range(c):
+        xs = [maps[i, j].reshape(-1) for i in range(b)]
+        norms = [_norm(x) for x in xs]
+        ws = [float(n) if weight == "norm" else 1.0 for n in norms]
+        xh = [x / (n + 1e-6) for x, n in zip(xs, norms)]
+        ws_sum = max(sum(ws), 1e-6)
+        m = sum(w * x for w, x in zip(ws, xh)) / ws_sum
+        out.append(sum(w * ((x - m) ** 2).sum() for w, x in zip(ws, xh)) / ws_sum)
+    return torch.stack(out).mean()
+
+
+def naive_face_frame_consistency(maps: torch.Tensor, weight: str) -> torch.Tensor:
+    """Loops: centre of mass of each map in [0, 1]^2, minus its face's weighted centre; per channel the weighted
+    spread of that over faces; mean over channels / (2 / 12)."""
+    b, c, h, w = maps.shape
+    rel = {}
+    ws = {}
+    for i in range(b):
+        mus, wts = [], []
+        for j in range(c):
+            x = maps[i, j]
+            total = x.sum()
+            my = sum(x[y, xx] * (y / (h - 1)) for y in range(h) for xx in range(w)) / (total + 1e-6)
+            mx = sum(x[y, xx] * (xx / (w - 1)) for y in range(h) for xx in range(w)) / (total + 1e-6)
+            mus.append(torch.stack([my, mx]))
+            wts.append(float(_norm(x.reshape(-1))) if weight == "norm" else 1.0)
+        face = sum(wt * mu for wt, mu in zip(wts, mus)) / max(sum(wts), 1e-6)
+        for j in range(c):
+            rel[i, j], ws[i, j] = mus[j] - face, wts[j]
+    out = []
+    for j in range(c):
+        wsum = max(sum(ws[i, j] for i in range(b)), 1e-6)
+        mean = sum(ws[i, j] * rel[i, j] for i in range(b)) / wsum
+        out.append(sum(ws[i, j] * ((rel[i, j] - mean) ** 2).sum() for i in range(b)) / wsum)
+    return torch.stack(out).mean() / (2 / 12)

@@ -38,12 +38,24 @@ def test_quick_demo_trains_both_networks_and_writes_summary_and_report(tmp_path,
     assert summary["steps_per_network"] >= 10
 
 
+def test_the_ecloss_network_trains_the_recommended_recipe_and_paper_mode_is_one_option_away():
+    from explainface.experiment.methods import RECOMMENDED, method_config
+    from explainface.train.config import TrainConfig
+
+    (reg,) = train_config(DemoPlan(), ecloss=True, max_steps=10).regularizers
+    assert reg == method_config(RECOMMENDED, TrainConfig()).regularizers[0]
+    (paper,) = train_config(DemoPlan(method="ecloss"), ecloss=True, max_steps=10).regularizers
+    assert paper == {"name": "ecloss", "beta": "auto"}
+
+
 def test_ecloss_options_reach_only_the_ecloss_network_and_typos_are_errors():
     import pytest
 
-    plan = DemoPlan(ecloss_options=["normalize=max", "temperature=0.05"])
+    plan = DemoPlan(method="ecloss", ecloss_options=["normalize=max", "temperature=0.05"])
     (reg,) = train_config(plan, ecloss=True, max_steps=10).regularizers
     assert (reg["name"], reg["normalize"], reg["temperature"]) == ("ecloss", "max", 0.05)
     assert train_config(plan, ecloss=False, max_steps=10).regularizers == []
     with pytest.raises(ValueError, match="nope"):
-        train_config(DemoPlan(ecloss_options=["nope=1"]), ecloss=True, max_steps=10)
+        train_config(DemoPlan(method="ecloss", ecloss_options=["nope=1"]), ecloss=True, max_steps=10)
+    with pytest.raises(ValueError, match="unknown method"):
+        train_config(DemoPlan(method="ecloss_paper"), ecloss=True, max_steps=10)

@@ -45,6 +45,10 @@ def finished(tmp_path_factory) -> Path:
 def test_methods_are_split_on_commas_and_parse_their_options():
     specs = split_methods("softmax,ecloss:normalize=max,marginal=channels,ecloss")
     assert specs == ["softmax", "ecloss:normalize=max,marginal=channels", "ecloss"]
+    # an option value may hold ':' (beta=auto:1): still an option of the method before it
+    assert split_methods("ecloss:beta=auto:1,k=full,ecloss-fit:start=0.4,beta=auto:2") == [
+        "ecloss:beta=auto:1,k=full", "ecloss-fit:start=0.4,beta=auto:2"]  # fmt: skip
+    assert parse_method("ecloss:beta=auto:1")[1] == {"beta": "auto:1"}
     assert parse_method("ecloss:normalize=max,temperature=0.05,k=full") == (
         "ecloss", {"normalize": "max", "temperature": 0.05, "k": "full"})  # fmt: skip
     assert {"softmax", "ecloss"} <= set(list_methods())
@@ -306,3 +310,21 @@ def test_training_on_identity_folders_with_named_evaluation_sets(tmp_path):
     cfg = json.loads((tmp_path / "exp" / "plan.json").read_text())["fingerprint"]["config"]
     assert cfg["data"]["kind"] == "folder" and not (tmp_path / "exp" / "faces").exists()
     assert "--pairs held=" in res["command"] and "--data" in res["command"]
+
+
+def test_a_run_folder_trained_with_other_settings_is_never_reused(tmp_path):
+    import json
+
+    from explainface.experiment.run import train_run
+
+    base = base_config(ExperimentPlan())
+    cfg = run_config(base, "ecloss-fit", 0, 10)
+    folder = tmp_path / "runs" / "ecloss-fit" / "seed0"
+    folder.mkdir(parents=True)
+    other = json.loads(json.dumps(run_config(base, "ecloss-fit:start=0.6", 0, 10).to_dict()))
+    (folder / "done.json").write_text(json.dumps({"steps": 10, "checkpoint": "x", "config": other}))
+    with pytest.raises(ValueError, match="trained with other settings.*regularizers"):
+        train_run(cfg, folder, progress=False)
+    same = json.loads(json.dumps(cfg.to_dict()))
+    (folder / "done.json").write_text(json.dumps({"steps": 10, "checkpoint": "x", "config": same}))
+    assert train_run(cfg, folder, progress=False)["checkpoint"] == "x"  # finished with these settings: reused

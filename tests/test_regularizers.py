@@ -137,3 +137,35 @@ def test_auto_beta_for_a_regularizer_that_never_touches_the_maps_fails_with_its_
     cfg = load_config(None, [*TINY, "regularizers=[{name: test_head_weights, beta: auto}]"])
     with pytest.raises(ValueError, match="test_head_weights: beta=\"auto\".*constant beta"):
         Trainer(cfg, tmp_path / "run", progress=False).train()
+
+
+def test_a_regularizer_with_start_is_off_before_it_and_those_steps_equal_the_plain_run(tmp_path):
+    from explainface.train.trainer import Trainer, read_metrics
+
+    steps = ["optim.max_steps=5"]
+    Trainer(load_config(None, [*TINY, *steps]), tmp_path / "plain", progress=False).train()
+    reg = "regularizers=[{name: test_map_l1, beta: 0.5, start: 3, scale: 100}]"
+    Trainer(load_config(None, [*TINY, *steps, reg]), tmp_path / "late", progress=False).train()
+    plain, late = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "late")
+    assert (late["test_map_l1.loss"][:3] != late["test_map_l1.loss"][:3]).all()  # NaN: not computed yet
+    assert (late["test_map_l1.loss"][3:] > 0).all() and (late["test_map_l1.beta"][3:] == 0.5).all()
+    # the 4th step is the first with the term: its identity loss is still the plain run's, the 5th's is not
+    assert late["id_loss"][:4] == pytest.approx(plain["id_loss"][:4], rel=1e-6)
+    assert late["id_loss"][4] != pytest.approx(plain["id_loss"][4], rel=1e-6)
+    assert late["loss"][3] == pytest.approx(late["id_loss"][3] + 0.5 * late["test_map_l1.loss"][3], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "start, message", [(-1, "must be >= 0"), (1.5, r"in \[0, 1\)"), ("later", "expected a step"), (True, "expected")]
+)
+def test_a_bad_start_is_an_error_naming_the_item(start, message):
+    with pytest.raises(ValueError, match=r"regularizers\[0\]\.start: .*" + message):
+        config_from_dict({"regularizers": [{"name": "ecloss", "start": start}]})
+
+
+def test_start_as_a_fraction_of_the_run():
+    from explainface.train.config import start_step
+
+    cfg = config_from_dict({"regularizers": [{"name": "ecloss", "start": 0.6}, {"name": "ecloss"}]})
+    assert cfg.regularizers[0]["start"] == 0.6 and "start" not in cfg.regularizers[1]
+    assert start_step(0.6, 378) == 227 and start_step(40, 378) == 40

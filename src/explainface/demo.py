@@ -1,7 +1,8 @@
 """`explainface demo`: the whole pipeline on the built-in synthetic faces, in minutes on a CPU.
 
     held-out faces exported (identity folders, .pts, part label maps, pairs.txt)
-      -> an ordinary network (softmax) and an ECLoss network trained with the same seed, data and budget
+      -> an ordinary network (softmax) and an ECLoss network (the recommended recipe, or any registered
+         method: `--method ecloss` is the paper's ECLoss) trained with the same seed, data and budget
       -> verification on the held-out pairs (`verify`), explainability metrics (`explain`), pictures
          (`visualize`) -> report.html and summary.json
 
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from explainface.train.config import TrainConfig
 
-#: The two networks: (role in the report, run folder, with ECLoss, label); the report's model comes first.
-NETWORKS = (("model", "ecloss", True, "ECLoss"), ("baseline", "softmax", False, "ordinary (softmax)"))
+#: The two networks: (role in the report, run folder, trained with the plan's method); the model comes first.
+NETWORKS = (("model", "ecloss", True), ("baseline", "softmax", False))
+BASELINE_LABEL = "ordinary (softmax)"
 #: Share of the budget left for everything but training (export, calibration, evaluation, pictures, report).
 EVAL_SHARE = 0.2
 
@@ -41,8 +43,10 @@ class DemoPlan:
     batch_size: int = 64
     explain_images: int = 100
     explain_runs: int = 5
-    beta: str = "auto"
-    #: ECLoss options beyond the paper for the ECLoss network, e.g. ["normalize=max", "temperature=0.1"]
+    #: The ECLoss network's training recipe: an experiment method (`explainface.experiment.methods`);
+    #: "recommended" is the project's recipe, "ecloss" the paper's ECLoss (paper mode, auto beta).
+    method: str = "recommended"
+    #: More options of that method, e.g. ["normalize=max", "temperature=0.1"] for "ecloss"
     ecloss_options: list[str] = field(default_factory=list)
     smoke_test: bool = False  # made by `quick()`: `--quick` reproduces it
 
@@ -55,8 +59,25 @@ class DemoPlan:
         )  # fmt: skip
 
 
+def method_spec(plan: DemoPlan) -> str:
+    """The ECLoss network's method with the plan's extra options: ``ecloss`` + [k=full] -> ``ecloss:k=full``."""
+    if not plan.ecloss_options:
+        return plan.method
+    return plan.method + ("," if ":" in plan.method else ":") + ",".join(plan.ecloss_options)
+
+
+def method_label(plan: DemoPlan) -> str:
+    """How the report names the ECLoss network."""
+    from explainface.experiment.methods import RECOMMENDED
+
+    spec = method_spec(plan)
+    if spec == "recommended":
+        return f"ECLoss, recommended recipe ({RECOMMENDED})"
+    return "ECLoss (paper mode)" if spec == "ecloss" else f"ECLoss ({spec})"
+
+
 def train_config(plan: DemoPlan, ecloss: bool, max_steps: int) -> TrainConfig:
-    """The config of one demo network: identical for both but for the regulariser."""
+    """The config of one demo network: identical for both but for the regularisers (the plan's method)."""
     cfg = TrainConfig()
     cfg.model.name, cfg.model.width, cfg.model.input_size = plan.model, plan.width, plan.input_size
     cfg.data.kind, cfg.data.identities, cfg.data.per_identity = "synthetic", plan.identities, plan.per_identity
@@ -66,10 +87,9 @@ def train_config(plan: DemoPlan, ecloss: bool, max_steps: int) -> TrainConfig:
     cfg.optim.warmup_steps = max(1, min(50, max_steps // 10))
     cfg.run.seed, cfg.run.checkpoint_every, cfg.run.log_every = plan.seed, 10**9, 5
     if ecloss:
-        from explainface.train.config import check_regularizers, parse_overrides
+        from explainface.experiment.methods import method_config
 
-        spec = {"name": "ecloss", "beta": plan.beta, **parse_overrides(plan.ecloss_options)}
-        cfg.regularizers = check_regularizers([spec], "--ecloss")  # unknown options are errors here
+        cfg = method_config(method_spec(plan), cfg)  # unknown methods and options are errors here
     return cfg
 
 
@@ -105,25 +125,27 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
     say(f"[2/4] training 2 networks x {steps} steps ({step_s:.2f} s/step measured here; budget {plan.minutes:g} min)")
     trained = {
         name: Trainer(train_config(plan, ecloss, steps), out / name, progress=progress).train()
-        for _, name, ecloss, _ in NETWORKS
+        for _, name, ecloss in NETWORKS
     }
     say("[3/4] verification and explainability metrics on the held-out faces")
     entries = []
-    for role, name, _, label in NETWORKS:
+    labels = {"model": method_label(plan), "baseline": BASELINE_LABEL}
+    for role, name, _ in NETWORKS:
         e = evaluate_model(trained[name]["checkpoint"], out / role, faces / "heldout" / "pairs.txt",
                            faces / "heldout", plan.explain_images, plan.explain_runs, plan.seed, progress)  # fmt: skip
-        e["label"] = f"{label}: {plan.model} w{plan.width:g}"
+        e["label"] = f"{labels[role]}: {plan.model} w{plan.width:g}"
         entries.append(e)
     say("[4/4] pictures and the report")
     notes = [
         f"Both networks: {plan.model} width {plan.width:g} at {plan.input_size} px, {steps} steps of batch "
         f"{plan.batch_size} on {plan.identities} synthetic identities, seed {plan.seed}; the only difference is "
-        f"ECLoss (beta {plan.beta}{', ' + ', '.join(plan.ecloss_options) if plan.ecloss_options else ''}).",
+        f"the regulariser: {labels['model']}, method `{method_spec(plan)}` of `explainface experiment`.",
         f"Evaluated on {plan.heldout_identities} held-out identities never seen in training.",
     ]
-    curves = {role: {"curves": out / name / "curves.png"} for role, name, _, _ in NETWORKS}
+    curves = {role: {"curves": out / name / "curves.png"} for role, name, _ in NETWORKS}
     command = f"explainface demo --out {out} --minutes {plan.minutes:g} --seed {plan.seed}" + "".join(
-        [" --quick"] * plan.smoke_test + [f" --ecloss {o}" for o in plan.ecloss_options]
+        [" --quick"] * plan.smoke_test + [f" --method {plan.method}"] * (plan.method != "recommended")
+        + [f" --ecloss {o}" for o in plan.ecloss_options]
     )
     report = assemble_report(
         out, entries, "synthetic", title="explainface demo: ECLoss vs an ordinary network", notes=notes,
@@ -146,7 +168,7 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
                 **{k: e["verification"][k] for k in ("accuracy_mean", "accuracy_std", "auc", "eer")},
                 **{k: e["explainability"][k] for k in metrics},
             }
-            for (_, name, _, _), e in zip(NETWORKS, entries)
+            for (_, name, _), e in zip(NETWORKS, entries)
         },
     }
     (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
@@ -169,8 +191,13 @@ def add_demo_parser(subparsers) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quick", action="store_true", help="a tiny network and few faces: a smoke test in about a minute")
     d.add_argument(
+        "--method", default="recommended", metavar="SPEC",
+        help="how the ECLoss network trains: an `explainface experiment` method (default: recommended, the project's "
+        "recipe; ecloss: the paper's ECLoss; ecloss:normalize=max ...)",
+    )  # fmt: skip
+    d.add_argument(
         "--ecloss", action="append", default=[], metavar="KEY=VALUE",
-        help="an ECLoss option for the ECLoss network (repeatable), e.g. --ecloss normalize=max; default: the paper's",
+        help="one more option of that method (repeatable), e.g. --method ecloss --ecloss normalize=max",
     )  # fmt: skip
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_cmd_demo)
@@ -182,7 +209,11 @@ def _cmd_demo(args) -> int:
     plan = DemoPlan.quick(seed=args.seed) if args.quick else DemoPlan(seed=args.seed)
     if args.minutes is not None:
         plan.minutes = args.minutes
-    plan.ecloss_options = list(args.ecloss)
+    plan.method, plan.ecloss_options = args.method, list(args.ecloss)
+    try:
+        train_config(plan, ecloss=True, max_steps=10)
+    except ValueError as e:
+        raise SystemExit(f"explainface demo: {e}") from None
     s = demo(args.out, plan, progress=not args.quiet)
     p = s["plan"]
     print(f"\nboth networks: {p['model']} width {p['width']:g} at {p['input_size']} px, "

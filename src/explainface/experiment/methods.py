@@ -70,12 +70,13 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
 
 def split_methods(text: str) -> list[str]:
     """``"softmax,ecloss:normalize=max,marginal=channels,ecloss"`` -> the three method specs: a comma-separated
-    piece with '=' and no ':' is one more option of the method before it."""
+    piece with '=' before any ':' (``marginal=channels``, ``beta=auto:1``) is one more option of the method
+    before it."""
     specs: list[str] = []
     for piece in (p.strip() for p in text.split(",")):
         if not piece:
             continue
-        if "=" in piece and ":" not in piece and specs:
+        if "=" in piece.partition(":")[0] and specs:  # "key=value" (a value may hold ':', e.g. beta=auto:1)
             specs[-1] += ("," if ":" in specs[-1] else ":") + piece
         else:
             specs.append(piece)
@@ -117,3 +118,31 @@ def softmax(cfg: TrainConfig, **options: Any) -> None:
 def ecloss(cfg: TrainConfig, **options: Any) -> None:
     beta = options.pop("beta", "auto")
     cfg.regularizers = [{"name": "ecloss", "beta": beta, **options}]
+
+
+#: The ECLoss-fit recipe's defaults (docs/ecloss_diagnosis.md has the measurements behind each).
+FIT_DEFAULTS: dict[str, Any] = {
+    "beta": "auto:1",  # the term's gradient at the maps kept at the identity loss's (rho = 1)
+    "start": 0.4,  # identity loss alone for the first 40% of the steps, then + the term
+    "temperature": 0.05,
+    "weight": "norm",
+    "diversity": 0.5,
+    "consistency": 1.0,
+}
+
+
+@register_method("ecloss-fit", "identity loss + beta * ECLoss-fit (template fit + channel diversity + "
+                 "consistency) after a softmax warm-up; options: FitECLoss's, beta, start")  # fmt: skip
+def ecloss_fit(cfg: TrainConfig, **options: Any) -> None:
+    spec = {**FIT_DEFAULTS, **options}
+    beta, start = spec.pop("beta"), spec.pop("start")
+    cfg.regularizers = [{"name": "ecloss_fit", "beta": beta, "start": start, **spec}]
+
+
+#: The method `recommended` resolves to (scripts that name `recommended` keep working when the recipe changes).
+RECOMMENDED = "ecloss-fit"
+
+
+@register_method("recommended", f"the project's recommended recipe (now: {RECOMMENDED} with its defaults)")
+def recommended(cfg: TrainConfig, **options: Any) -> None:
+    _METHODS[RECOMMENDED].apply(cfg, **options)

@@ -38,6 +38,10 @@ from explainface.train.config import TrainConfig, load_config
 VERIFY_METRICS = ("accuracy_mean", "accuracy_std", "auc", "eer")
 EXPLAIN_METRICS = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share",
                    "channel_overlap")  # fmt: skip
+#: Metrics the experiment derives from an evaluation's files (in results.json beside the others).
+DERIVED_METRICS = ("parts_owned", "follows", "stays")
+#: A part owns a channel whose dominant part it is in at least this share of the faces (issue 12's target).
+OWNED_FREQUENCY = 0.5
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Eval-set draws use one seed for every run, so all runs are measured on the same faces (paired).
 EVAL_SEED = 0
@@ -219,15 +223,38 @@ def run_dir(out: Path, method: str, seed: int) -> Path:
     return out / "runs" / slug(method) / f"seed{seed}"
 
 
+def _trained_config(folder: Path, done: dict | None) -> dict | None:
+    """The config a run folder was (or is being) trained with: done.json's, else its checkpoint's; None if new."""
+    if done is not None and "config" in done:
+        return done["config"]
+    ckpt = folder / "checkpoints" / "last.safetensors"
+    if not ckpt.is_file():
+        return None
+    from explainface.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(ckpt)[1].get("config")
+
+
 def train_run(cfg: TrainConfig, folder: Path, progress: bool) -> dict:
-    """Train (or resume, or skip when done.json says it finished) one run."""
+    """Train (or resume, or skip when done.json says it finished) one run.
+
+    A folder trained with another config (a method whose defaults changed since, e.g. `recommended`) is an error,
+    never silently reused: the method's folder name does not say its defaults.
+    """
     done = _read_json(folder / "done.json")
+    old = _trained_config(folder, done)
+    want = json.loads(json.dumps(cfg.to_dict()))
+    if old is not None and old != want:
+        diff = sorted(k for k in set(old) | set(want) if old.get(k) != want.get(k))
+        raise ValueError(f"{folder} was trained with other settings ({', '.join(diff)} differ: e.g. the method's "
+                         "defaults changed); remove the folder to retrain it, or use another --out")  # fmt: skip
     if done is not None and done.get("steps") == cfg.optim.max_steps:
         return done
     from explainface.train.trainer import Trainer
 
     summary = Trainer(cfg, folder, progress=progress).train()
-    done = {"steps": summary["steps"], "checkpoint": summary["checkpoint"], "seconds": summary["seconds_this_session"]}
+    done = {"steps": summary["steps"], "checkpoint": summary["checkpoint"], "seconds": summary["seconds_this_session"],
+            "config": want}  # fmt: skip
     _atomic_json(folder / "done.json", done)
     return done
 
@@ -238,7 +265,7 @@ def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPl
     path = folder / "eval" / es.name / "metrics.json"
     found = _read_json(path)
     if found is not None:
-        return found
+        return _backfill(found, path, checkpoint, es)
     start = time.perf_counter()
     metrics: dict[str, Any] = {}
     if es.pairs:
@@ -255,6 +282,8 @@ def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPl
                     seed=EVAL_SEED, progress=progress)  # fmt: skip
         metrics.update({k: e[k] for k in EXPLAIN_METRICS})
         metrics["part_channels"] = part_channels(e["channels"], e.get("part_names") or [])
+        metrics["parts_owned"] = parts_owned(e["channels"])
+        metrics.update(_follow(checkpoint, es))
         metrics["skipped_faces"] = e.get("skipped")
     metrics["seconds"] = time.perf_counter() - start
     _atomic_json(path, metrics)
@@ -268,7 +297,7 @@ def aggregate(methods: list[str], seeds: list[int], sets: list[str], measured: d
     """`measured[(method, seed)][set][metric]` -> the results.json `methods` and `paired` parts (module docstring of
     `explainface.experiment`)."""
     reference = "softmax" if "softmax" in methods else methods[0]
-    keys = (*VERIFY_METRICS, *EXPLAIN_METRICS)
+    keys = (*VERIFY_METRICS, *EXPLAIN_METRICS, *DERIVED_METRICS)
     out: dict[str, Any] = {"reference": reference, "methods": {}, "paired": {}}
 
     def series(m: str, s: str, k: str) -> list[float | None]:
@@ -308,8 +337,40 @@ def part_channels(channels: list[dict], part_names: list[str]) -> dict[str, int]
     return counts
 
 
+def parts_owned(channels: list[dict], threshold: float = OWNED_FREQUENCY) -> int:
+    """How many parts own a channel: a channel whose dominant part is that part in at least `threshold` of the
+    faces where the channel is active (the channel dictionary's `frequency`)."""
+    return len({c["part"] for c in channels if c.get("part") and c.get("frequency", 0.0) >= threshold})
+
+
+def _follow(checkpoint: Path, es: EvalSet) -> dict:
+    """The follow test (`explainface.evaluate.follow`) on a faces set of model-input crops; {} for other sets
+    (faces that the evaluation crops itself: moving the photo is not moving the crop)."""
+    from explainface.data.crop import is_model_input_folder
+    from explainface.evaluate.follow import follow_test_folder
+
+    if not es.faces or not is_model_input_folder(Path(es.faces)):
+        return {}
+    r = follow_test_folder(checkpoint, es.faces)
+    return {"follows": r["follows"], "stays": r["stays"]}
+
+
+def _backfill(metrics: dict, path: Path, checkpoint: Path | None = None, es: EvalSet | None = None) -> dict:
+    """Metrics added after a run was evaluated, computed from the files the evaluation kept (then saved)."""
+    dictionary = path.parent / "explain" / "channel_dictionary.json"
+    new = dict(metrics)
+    if "pe_mean" in metrics and "parts_owned" not in metrics and dictionary.is_file():
+        new["parts_owned"] = parts_owned(json.loads(dictionary.read_text()))
+    if "pe_mean" in metrics and "follows" not in metrics and checkpoint is not None and es is not None:
+        new.update(_follow(checkpoint, es) or {"follows": None, "stays": None})
+    if new != metrics:
+        _atomic_json(path, new)
+    return new
+
+
 def _metric_values(metrics: dict) -> dict:
-    return {k: metrics[k] for k in (*VERIFY_METRICS, *EXPLAIN_METRICS, "part_channels") if k in metrics}
+    return {k: metrics[k] for k in (*VERIFY_METRICS, *EXPLAIN_METRICS, *DERIVED_METRICS, "part_channels")
+            if k in metrics}  # fmt: skip
 
 
 def gallery_faces(es: EvalSet, n: int = 6) -> list[str]:

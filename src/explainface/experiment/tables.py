@@ -22,7 +22,7 @@ class MetricSpec:
     table: str  # the paper's table, or "" for ours
     title: str
     better: str  # "higher" | "lower" | "nearer 1" | "" (none)
-    kind: str  # "percent" | "float" | "share" | "peaks"
+    kind: str  # "percent" | "float" | "share" | "peaks" | "lsfloat" | "count"
 
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -34,6 +34,11 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("at_most_two_share", "", "Share of maps with at most two peaks", "higher", "share"),
     # no better side: a collapsed network (every channel on one large part) has a high overlap; read it beside PE
     MetricSpec("channel_overlap", "", "Channel overlap (mean IoU of two channels' top-10% masks)", "", "float"),
+    # a part detector's peak moves with the face; one fixed in the image stays (explainface.evaluate.follow)
+    MetricSpec("follows", "", "Channels that follow the face (peaks moving with a face moved 16 px)", "higher",
+               "share"),  # fmt: skip
+    MetricSpec("parts_owned", "", "Parts owned (parts whose channel picks them in at least half of the faces)",
+               "higher", "count"),  # fmt: skip
 )
 
 # The paper's numbers (Lin et al., Tables 2-5): network -> (softmax, ECLoss) per dataset.
@@ -124,6 +129,8 @@ def fmt(x: float | None, kind: str) -> str:
         return f"{x:.3f}"
     if kind == "lsfloat":
         return f"{x:.5f}"
+    if kind == "count":
+        return f"{x:.2f}"
     return f"{x:.4f}"
 
 

@@ -3,6 +3,7 @@
 from explainface.losses.base import MapRegularizer, Regularizer, StepContext
 from explainface.losses.beta import AutoBeta, ConstantBeta, make_beta
 from explainface.losses.ecloss import ECLoss, ecloss, mutual_information
+from explainface.losses.fit import FitECLoss, SpatialDiversity, channel_consistency, spatial_diversity, template_fit
 from explainface.losses.registry import (
     check_regularizer_params,
     create_regularizer,
@@ -22,6 +23,8 @@ __all__ = [
     "AutoBeta",
     "ConstantBeta",
     "ECLoss",
+    "FitECLoss",
+    "SpatialDiversity",
     "MapRegularizer",
     "Regularizer",
     "StepContext",
@@ -31,6 +34,9 @@ __all__ = [
     "register_regularizer",
     "regularizer_params",
     "build_templates",
+    "channel_consistency",
+    "spatial_diversity",
+    "template_fit",
     "default_radius",
     "ecloss",
     "full_template_count",

@@ -129,9 +129,31 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+#: Keys of a ``regularizers`` item that the trainer reads; every other key is a constructor option.
+REGULARIZER_ITEM_KEYS = ("name", "beta", "start")
+
+
 def regularizer_options(spec: dict[str, Any]) -> dict[str, Any]:
-    """The constructor options of one ``regularizers`` item: everything but ``name`` and ``beta``."""
-    return {k: v for k, v in spec.items() if k not in ("name", "beta")}
+    """The constructor options of one ``regularizers`` item: everything but ``name``, ``beta`` and ``start``."""
+    return {k: v for k, v in spec.items() if k not in REGULARIZER_ITEM_KEYS}
+
+
+def check_start(value: Any, where: str) -> int | float:
+    """A regulariser's ``start``: a step (int >= 0) or a fraction of the run's steps (float in [0, 1))."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}.start: expected a step (int >= 0) or a fraction of the run in [0, 1), got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{where}.start: a step must be >= 0, got {value}")
+        return value
+    if not 0 <= value < 1:
+        raise ValueError(f"{where}.start: a fraction of the run must be in [0, 1), got {value} (a step is an int)")
+    return float(value)
+
+
+def start_step(start: int | float, total_steps: int) -> int:
+    """The first step at which a regulariser with this ``start`` is on."""
+    return start if isinstance(start, int) else int(round(start * total_steps))
 
 
 def check_regularizers(value: Any, where: str = "regularizers") -> list[dict[str, Any]]:
@@ -157,7 +179,8 @@ def check_regularizers(value: Any, where: str = "regularizers") -> list[dict[str
             make_beta(beta)
         except ValueError as e:
             raise ValueError(f"{at}: {e}") from None
-        out.append({"name": item["name"], "beta": beta, **params})
+        start = check_start(item.get("start", 0), at)
+        out.append({"name": item["name"], "beta": beta, **({"start": start} if start else {}), **params})
     return out
 
 

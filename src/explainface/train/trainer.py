@@ -47,7 +47,7 @@ from explainface.train.checkpoint import (
     save_checkpoint,
     unprefixed,
 )
-from explainface.train.config import TrainConfig, regularizer_options
+from explainface.train.config import TrainConfig, regularizer_options, start_step
 from explainface.train.data import ResumableBatches, build_pair_set, build_train_dataset
 
 #: Columns of every run's metrics.csv; each regulariser adds ``<name>.loss``, ``<name>.beta``, ``<name>.<stat>``.
@@ -142,6 +142,8 @@ class Trainer:
 
         self.sampler = ResumableBatches(len(self.dataset), o.batch_size, r.seed, self.dist.rank, self.dist.world)
         self.total_steps = o.max_steps or o.epochs * self.sampler.steps_per_epoch
+        # a regulariser with `start` is off (not computed, its beta not updated) before that step
+        self.reg_starts = [start_step(s.get("start", 0), self.total_steps) for s in cfg.regularizers]
         self.loader = DataLoader(
             self.dataset, batch_sampler=self.sampler, num_workers=cfg.data.workers,
             persistent_workers=cfg.data.workers > 0, pin_memory=self.device.type == "cuda",
@@ -287,15 +289,21 @@ class Trainer:
         with autocast:
             id_loss, feat, emb = runner(x, y)
         row: dict[str, float] = {}
-        if len(self.regs):  # eq. 7; an AutoBeta also folds in this step's gradient norms
+        active = [i for i, first in enumerate(self.reg_starts) if self.step >= first]
+        for i in set(range(len(self.regs))) - set(active):  # not started yet: logged as NaN
+            key = self.reg_keys[i]
+            row.update({f"{key}.{col}": math.nan for col in ("loss", "beta", *self.regs[i].STATS)})
+        if active:  # eq. 7; an AutoBeta also folds in this step's gradient norms
             ctx = StepContext(images=x, labels=y, maps=feat, embedding=emb, model=self.module.model,
                               head=self.module.head, step=self.step)  # fmt: skip
-            reg_losses = [reg.loss(ctx) for reg in self.regs]
-            loss = regularized_loss(id_loss.float(), list(zip(self.reg_keys, reg_losses, self.betas)), features=feat)
-            reg_loss = sum(v * r.detach() for v, r in zip(betas, reg_losses))
-            for key, reg, value, r in zip(self.reg_keys, self.regs, betas, reg_losses):
-                row[f"{key}.loss"], row[f"{key}.beta"] = float(r.detach()), value
-                row.update({f"{key}.{k}": float(v) for k, v in reg.stats().items()})
+            reg_losses = [self.regs[i].loss(ctx) for i in active]
+            terms = [(self.reg_keys[i], r, self.betas[i]) for i, r in zip(active, reg_losses)]
+            loss = regularized_loss(id_loss.float(), terms, features=feat)
+            reg_loss = sum(betas[i] * r.detach() for i, r in zip(active, reg_losses))
+            for i, r in zip(active, reg_losses):
+                key = self.reg_keys[i]
+                row[f"{key}.loss"], row[f"{key}.beta"] = float(r.detach()), betas[i]
+                row.update({f"{key}.{k}": float(v) for k, v in self.regs[i].stats().items()})
         else:
             reg_loss = torch.zeros((), device=self.device)
             loss = id_loss.float()

@@ -1,0 +1,91 @@
+"""Do a network's target-layer channels follow the face? (beyond the paper; docs/ecloss_diagnosis.md)
+
+On roughly aligned crops a channel that fires at a fixed place of the image, whatever the face does, scores like a
+part detector on PE, LS and AR: its top-10% mask lands on the same part in most faces because the part is there in
+most faces. It is not a detector: move the face and the detector's peak moves with it, the fixed channel's stays.
+
+`peak_moves(a, b)` compares the peak (argmax cell) of every map of a face with the same channel's peak on the face
+moved right by `shift` pixels; `follow_test` runs it on images: ``follows`` = share of maps whose peak moved by the
+expected number of cells (shift x map width / input size, within half a cell), ``stays`` = share whose peak did not
+move. Only maps active on both faces, whose peak row moved by at most one cell, count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: The default move: 16 px at 112 px input = 2 cells of a 14 x 14 map.
+DEFAULT_SHIFT = 16
+
+
+def peak_moves(a: torch.Tensor, b: torch.Tensor, expected_cells: float) -> dict:
+    """Maps [N, C, H, W] of faces (a) and of the same faces moved right (b): follows / stays shares, mean move."""
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"need two [N, C, H, W] map tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    w = a.shape[-1]
+    ia, ib = a.flatten(2).argmax(2), b.flatten(2).argmax(2)
+    dx = (ib % w - ia % w).double()
+    dy = (ib // w - ia // w).double()
+    ok = (a.flatten(2).amax(2) > 0) & (b.flatten(2).amax(2) > 0) & (dy.abs() <= 1)
+    n = int(ok.sum())
+    if n == 0:
+        return {"follows": float("nan"), "stays": float("nan"), "mean_move_cells": float("nan"), "maps": 0}
+    return {
+        "follows": float(((dx - expected_cells).abs() <= 0.5 + 1e-9)[ok].double().mean()),
+        "stays": float((dx == 0)[ok].double().mean()),
+        "mean_move_cells": float(dx[ok].mean()),
+        "maps": n,
+    }
+
+
+def shift_right(image: np.ndarray, shift: int) -> np.ndarray:
+    """An RGB image moved right by `shift` px, the left border replicated."""
+    import cv2
+
+    m = np.float32([[1, 0, shift], [0, 1, 0]])
+    return cv2.warpAffine(image, m, (image.shape[1], image.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+
+
+def follow_test(model, images: Sequence[np.ndarray], shift: int = DEFAULT_SHIFT, batch: int = 50,
+                device: str = "cpu") -> dict:  # fmt: skip
+    """`peak_moves` of a model (checkpoint path or module, see `load_model`) on model-input RGB images."""
+    from explainface.data.synthetic.dataset import to_tensor
+    from explainface.models.capture import FeatureCapture
+    from explainface.train.checkpoint import load_model
+
+    lm = load_model(model, device)
+    if not images:
+        raise ValueError("follow_test: no images")
+    a, b = [], []
+    with torch.no_grad(), FeatureCapture(lm.model, lm.layer, detach=True) as cap:
+        for i in range(0, len(images), batch):
+            chunk = images[i : i + batch]
+            lm.model(torch.stack([to_tensor(x) for x in chunk]).to(device))
+            a.append(cap.output.float().cpu())
+            lm.model(torch.stack([to_tensor(shift_right(x, shift)) for x in chunk]).to(device))
+            b.append(cap.output.float().cpu())
+    maps_a, maps_b = torch.cat(a), torch.cat(b)
+    expected = shift * maps_a.shape[-1] / lm.input_size
+    return {**peak_moves(maps_a, maps_b, expected), "shift_px": shift, "expected_cells": expected}
+
+
+def follow_test_folder(model, folder: str | Path, limit: int = 200, shift: int = DEFAULT_SHIFT) -> dict:
+    """`follow_test` on the first `limit` images of a folder of model-input crops (a synthetic export, a crop
+    cache); images that cannot be read are skipped."""
+    from explainface.data.images import read_image_rgb, resize_image
+    from explainface.evaluate.explain import face_files
+    from explainface.train.checkpoint import load_model
+
+    size = load_model(model).input_size
+    images = []
+    for p in face_files(Path(folder)):
+        img = read_image_rgb(p)
+        if img is not None:
+            images.append(img if img.shape[:2] == (size, size) else resize_image(img, size))
+        if len(images) == limit:
+            break
+    return {**follow_test(model, images, shift), "images": len(images)}
