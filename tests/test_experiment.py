@@ -328,3 +328,11 @@ def test_a_run_folder_trained_with_other_settings_is_never_reused(tmp_path):
     same = json.loads(json.dumps(cfg.to_dict()))
     (folder / "done.json").write_text(json.dumps({"steps": 10, "checkpoint": "x", "config": same}))
     assert train_run(cfg, folder, progress=False)["checkpoint"] == "x"  # finished with these settings: reused
+    # a run from before an option existed (its default = the old behaviour: frame "image") is the same run
+    image = run_config(base, "ecloss-fit:frame=image", 0, 10)
+    older = json.loads(json.dumps(image.to_dict()))
+    del older["regularizers"][0]["frame"]
+    (folder / "done.json").write_text(json.dumps({"steps": 10, "checkpoint": "y", "config": older}))
+    assert train_run(image, folder, progress=False)["checkpoint"] == "y"
+    with pytest.raises(ValueError, match="other settings"):
+        train_run(cfg, folder, progress=False)  # frame "face" is another run

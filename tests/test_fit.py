@@ -186,3 +186,33 @@ def test_parts_owned_counts_parts_with_a_channel_that_picks_them_in_half_of_the_
     old = {"pe_mean": 0.1}  # evaluated before parts_owned existed
     assert _backfill(old, folder / "metrics.json")["parts_owned"] == 2
     assert json.loads((folder / "metrics.json").read_text())["parts_owned"] == 2
+
+
+@pytest.mark.parametrize("weight", ["norm", "mean"])
+def test_the_fused_kernel_matches_the_loop_references_in_value_and_gradient(weight):
+    maps = _maps(b=3, c=4, h=6, w=5, seed=5)  # one dead map included
+    reg = FitECLoss(k=20, radius=2.0, temperature=0.1, weight=weight, diversity=0.7, consistency=1.3, frame="face")
+    t = build_templates(6, 5, k=20, tau=1.0, radius=2.0, dtype=torch.float64)
+
+    def slow(x):
+        return (naive_template_fit(x, t, 0.1, weight) + 0.7 * naive_spatial_diversity(x, 1.0)
+                + 1.3 * naive_face_frame_consistency(x, weight))  # fmt: skip
+
+    assert float(reg(maps)) == pytest.approx(float(slow(maps)), rel=1e-9)
+    g_fast, g_slow = _grad(reg, maps), _grad(slow, maps)
+    torch.testing.assert_close(g_fast, g_slow, rtol=1e-7, atol=1e-11)
+    assert torch.isfinite(g_fast).all()
+    if weight == "norm":
+        assert (g_fast[0, 1] == 0).all()  # a dead map (weight 0) gets no gradient
+    st = reg.stats()
+    assert st["diversity"] == pytest.approx(float(naive_spatial_diversity(maps, 1.0)), rel=1e-9)
+    assert st["consistency"] == pytest.approx(float(naive_face_frame_consistency(maps, weight)), rel=1e-9)
+
+
+def test_the_fused_kernel_in_float32_agrees_with_float64():
+    maps = _maps(b=4, c=8, h=14, w=14, seed=6)
+    reg = FitECLoss(diversity=0.5, consistency=2.0, frame="face")
+    g64 = _grad(reg, maps)
+    g32 = _grad(reg, maps.float())
+    assert float(reg(maps.float())) == pytest.approx(float(reg(maps)), rel=1e-5)
+    torch.testing.assert_close(g32.double(), g64, rtol=1e-3, atol=1e-7)

@@ -127,7 +127,8 @@ FIT_DEFAULTS: dict[str, Any] = {
     "temperature": 0.05,
     "weight": "norm",
     "diversity": 0.5,
-    "consistency": 1.0,
+    "consistency": 2.0,
+    "frame": "face",  # consistency of each channel's place in the face, not in the image
 }
 
 

@@ -235,6 +235,25 @@ def _trained_config(folder: Path, done: dict | None) -> dict | None:
     return load_checkpoint(ckpt)[1].get("config")
 
 
+def _effective(config: dict) -> dict:
+    """A config with every regulariser option spelled out (constructor defaults filled in, `start` 0), so an
+    option added later with a default that keeps the old behaviour does not make old runs look different."""
+    import inspect
+
+    from explainface.losses.registry import regularizer_params
+
+    out = dict(config)
+    items = []
+    for item in config.get("regularizers") or []:
+        try:
+            defaults = {k: v for k, v in regularizer_params(item["name"]).items() if v is not inspect.Parameter.empty}
+        except (KeyError, ValueError):
+            defaults = {}
+        items.append(json.loads(json.dumps({"start": 0, **defaults, **item}, default=str)))
+    out["regularizers"] = items
+    return out
+
+
 def train_run(cfg: TrainConfig, folder: Path, progress: bool) -> dict:
     """Train (or resume, or skip when done.json says it finished) one run.
 
@@ -244,7 +263,7 @@ def train_run(cfg: TrainConfig, folder: Path, progress: bool) -> dict:
     done = _read_json(folder / "done.json")
     old = _trained_config(folder, done)
     want = json.loads(json.dumps(cfg.to_dict()))
-    if old is not None and old != want:
+    if old is not None and _effective(old) != _effective(want):
         diff = sorted(k for k in set(old) | set(want) if old.get(k) != want.get(k))
         raise ValueError(f"{folder} was trained with other settings ({', '.join(diff)} differ: e.g. the method's "
                          "defaults changed); remove the folder to retrain it, or use another --out")  # fmt: skip

@@ -157,9 +157,7 @@ _UNIFORM_SPREAD = 2.0 / 12.0
 def _face_frame_consistency(x: torch.Tensor, norm: torch.Tensor, b: int, c: int, h: int, w: int,
                             weight: Weight) -> torch.Tensor:  # fmt: skip
     # each map's centre of mass (positions in [0, 1]^2), relative to its face's w-weighted centre over channels
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, h, dtype=x.dtype, device=x.device),
-                            torch.linspace(0, 1, w, dtype=x.dtype, device=x.device), indexing="ij")  # fmt: skip
-    pos = torch.stack([yy.reshape(-1), xx.reshape(-1)], 1)  # [HW, 2]
+    pos = _unit_positions(h, w, x)  # [HW, 2]
     mass = x / (x.sum(1, keepdim=True) + _EPS)
     mu = (mass @ pos).reshape(b, c, 2)
     wt = (norm.detach() if weight == "norm" else torch.ones_like(norm)).reshape(b, c, 1)
@@ -189,6 +187,108 @@ def channel_consistency(maps: torch.Tensor, weight: Weight = "norm") -> torch.Te
     with torch.autocast(device_type=maps.device.type, enabled=False):
         x = _flat(maps)
         return _consistency(x, x.norm(dim=1), b, c, weight)
+
+
+#: Rows (maps) per block of the fit term's [rows, K] logits in the fused kernel: about 4 MiB of float32.
+_FIT_BLOCK_ELEMENTS = 1 << 20
+
+
+class _FusedTerms(torch.autograd.Function):
+    """fit + diversity * L_div + consistency * L_cons(face frame) and its gradient in one pass, no autograd graph.
+
+    Same value and gradient as the autograd compositions above (`_fit_loss`, `_diversity`,
+    `_face_frame_consistency`; tested against the float64 loop references), computed with hand-derived gradients
+    (the weights w are constants, as the detached norms are there):
+
+    * fit: d/dx̂_i = -(w_i / W) softmax_t(x̂_i . T̂_t / t) @ T̂, in blocks of maps, each block's [rows, K]
+      logits used once for the value and the gradient;
+    * diversity: with z = x S^T, ẑ = z / (|z| + eps), G_b = Ẑ_b Ẑ_b^T, d/dẐ_b = 4 (G_b - diag G_b) Ẑ_b / (B C (C-1));
+    * face-frame consistency: with mu_i = x_i . pos / (sum x_i + eps), d/dmu_bc = g_bc - (w_bc / W_b) sum_c' g_bc',
+      g_bc = 2 w_bc (rel_bc - mean_c) / (C U W_c), and d mu_i / dx_iq = (pos_q - mu_i) / (sum x_i + eps);
+    * normalisation x̂ = x / (|x| + eps): d/dx = g / (|x| + eps) - x (x . g) / ((|x| + eps)^2 |x|).
+
+    Measured: 4-5x faster than autograd on the recipe's [64 x 128, 196] maps (benchmarks/ecloss_speed.py).
+    """
+
+    @staticmethod
+    def forward(ctx, x, th, smoothing, pos, b, c, temperature, weight, lam_div, lam_cons):  # type: ignore[override]
+        n_maps = x.shape[0]
+        norm = x.norm(dim=1)
+        inv = 1.0 / (norm + _EPS)
+        xh = x * inv[:, None]
+        w = norm if weight == "norm" else torch.ones_like(norm)
+        wsum = w.sum().clamp_min(_EPS) if weight == "norm" else torch.tensor(float(n_maps), dtype=x.dtype)
+        # fit, in blocks of rows
+        fit = x.new_empty(n_maps)
+        g_xh = torch.empty_like(x)
+        rows = max(1, _FIT_BLOCK_ELEMENTS // max(1, th.shape[0]))
+        tht = th.T.contiguous()
+        for r0 in range(0, n_maps, rows):
+            logits = (xh[r0 : r0 + rows] @ tht).div_(temperature)
+            m = logits.amax(1, keepdim=True)
+            e = logits.sub_(m).exp_()
+            ssum = e.sum(1, keepdim=True)
+            fit[r0 : r0 + rows] = temperature * (m + ssum.log()).squeeze(1)
+            torch.mm(e, th, out=g_xh[r0 : r0 + rows])
+            g_xh[r0 : r0 + rows].mul_((-(w[r0 : r0 + rows] / wsum))[:, None] / ssum)
+        loss = -(w * fit).sum() / wsum
+        # normalisation backward: g / (n + eps) - x (x . g) / ((n + eps)^2 n)
+        dot = torch.linalg.vecdot(x, g_xh)
+        safe_n = torch.where(norm > 0, norm, torch.ones_like(norm))
+        grad = g_xh.mul_(inv[:, None]).addcmul_(x, (dot * inv * inv / safe_n)[:, None], value=-1.0)
+        div = cons = x.new_zeros(())
+        if lam_div > 0 and c > 1:
+            z = x @ smoothing.T if smoothing is not None else x
+            nz = z.norm(dim=1)
+            invz = 1.0 / (nz + _EPS)
+            zh = (z * invz[:, None]).reshape(b, c, -1)
+            gram = zh @ zh.transpose(1, 2)
+            diag = gram.diagonal(dim1=1, dim2=2)
+            scale = b * c * (c - 1)
+            div = (gram.pow(2).sum() - diag.pow(2).sum()) / scale
+            gram.diagonal(dim1=1, dim2=2).zero_()
+            g_zh = (gram @ zh).mul_(4.0 * lam_div / scale).reshape(n_maps, -1)
+            zflat = zh.reshape(n_maps, -1)
+            dotz = torch.linalg.vecdot(zflat, g_zh)  # ẑ . g, so z (z . g) / ((n+eps)^2 n) = ẑ (ẑ . g) / n
+            safe_nz = torch.where(nz > 0, nz, torch.ones_like(nz))
+            g_z = g_zh.mul_(invz[:, None]).addcmul_(zflat, (dotz / safe_nz)[:, None], value=-1.0)
+            if smoothing is not None:
+                grad.addmm_(g_z, smoothing)
+            else:
+                grad.add_(g_z)
+        if lam_cons > 0:
+            sig = x.sum(1)
+            isig = 1.0 / (sig + _EPS)
+            mu = (x @ pos) * isig[:, None]  # [N, 2]
+            wc = w.reshape(b, c, 1)
+            mu3 = mu.reshape(b, c, 2)
+            wface = wc.sum(1, keepdim=True).clamp_min(_EPS)  # [B, 1, 1]
+            face = (wc * mu3).sum(1, keepdim=True) / wface
+            rel = mu3 - face
+            wchan = wc.sum(0, keepdim=True).clamp_min(_EPS)  # [1, C, 1]
+            mean = (wc * rel).sum(0, keepdim=True) / wchan
+            d = rel - mean
+            cons = ((wc * d.pow(2).sum(2, keepdim=True)).sum(0) / wchan.squeeze(0)).mean() / _UNIFORM_SPREAD
+            g_rel = (2.0 * lam_cons / (c * _UNIFORM_SPREAD)) * wc * d / wchan
+            g_mu = (g_rel - wc / wface * g_rel.sum(1, keepdim=True)).reshape(n_maps, 2)
+            g_mu = g_mu * isig[:, None]
+            grad.addmm_(g_mu, pos.T).sub_(torch.linalg.vecdot(g_mu, mu)[:, None])
+        ctx.save_for_backward(grad)
+        stats = torch.stack([fit.mean(), div, cons]).detach()
+        ctx.mark_non_differentiable(stats)
+        return loss + lam_div * div + lam_cons * cons, stats
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, _grad_stats):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad_out * grad, None, None, None, None, None, None, None, None, None
+
+
+def _unit_positions(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h, dtype=like.dtype, device=like.device),
+                            torch.linspace(0, 1, w, dtype=like.dtype, device=like.device), indexing="ij")  # fmt: skip
+    return torch.stack([yy.reshape(-1), xx.reshape(-1)], 1)
 
 
 @register_regularizer("ecloss_fit")
@@ -235,22 +335,22 @@ class FitECLoss(MapRegularizer):
         b, c, h, w = maps.shape
         t = self.templates_for(h, w, maps.device)
         with torch.autocast(device_type=maps.device.type, enabled=False):
-            x = _flat(maps)  # shared by the terms: one copy, one norm per map
-            norm = x.norm(dim=1)
-            loss, fit = _fit_loss(x, norm, _unit_templates(t, x), self.temperature, self.weight)
-            stats = {"fit": float(fit.mean())}
+            x = _flat(maps)  # one contiguous copy shared by the terms
+            th = _unit_templates(t, x)
+            s = smoothing_matrix(h, w, self.sigma, x.dtype, x.device) if self.sigma > 0 else None
+            face = self.consistency if self.frame == "face" else 0.0
+            loss, st = _FusedTerms.apply(x, th, s, _unit_positions(h, w, x), b, c, self.temperature, self.weight,
+                                         self.diversity, face)  # fmt: skip
+            stats = {"fit": float(st[0])}
             if self.diversity > 0:
-                s = smoothing_matrix(h, w, self.sigma, x.dtype, x.device) if self.sigma > 0 else None
-                div = _diversity(x, b, c, s)
-                loss = loss + self.diversity * div
-                stats["diversity"] = float(div.detach())
+                stats["diversity"] = float(st[1])
             if self.consistency > 0:
                 if self.frame == "face":
-                    cons = _face_frame_consistency(x, norm, b, c, h, w, self.weight)
-                else:
-                    cons = _consistency(x, norm, b, c, self.weight)
-                loss = loss + self.consistency * cons
-                stats["consistency"] = float(cons.detach())
+                    stats["consistency"] = float(st[2])
+                else:  # the image frame (not the recipe's): plain autograd
+                    cons = _consistency(x, x.norm(dim=1), b, c, self.weight)
+                    loss = loss + self.consistency * cons
+                    stats["consistency"] = float(cons.detach())
         self._stats = stats
         return loss
 
