@@ -65,7 +65,7 @@ def probe(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], ec: ECLoss
     g_fit = grad_norm(fit(maps), maps)
     m = maps.detach()
     k = ec.templates.shape[0]
-    beta = trainer.betas[0].value
+    beta = trainer.betas[0].value if trainer.betas else float("nan")  # nan: a softmax control run
     return {
         "step": trainer.step,
         "mi_over_logk": float(mi) / math.log(k),
@@ -98,13 +98,14 @@ def scale_sweep(trainer: Trainer, batch, ec: ECLoss) -> list[dict]:
     return rows
 
 
-def run_model(model: str, out: Path, steps: int, every: int) -> dict:
-    done = out / model / "steps.json"
+def run_model(model: str, out: Path, steps: int, every: int, method: str = "ecloss") -> dict:
+    name = model if method == "ecloss" else f"{model}_{method}"
+    done = out / name / "steps.json"
     if done.is_file():
         return json.loads(done.read_text())
-    cfg = load_config("configs/cpu/vgg16_bn_ecloss.yaml", [f"model.name={model}", f"optim.max_steps={steps}",
-                                                   "run.checkpoint_every=100000", "val.every_steps=0"])  # fmt: skip
-    trainer = Trainer(cfg, out / model / "run", progress=False)
+    overrides = [f"model.name={model}", f"optim.max_steps={steps}", "run.checkpoint_every=100000", "val.every_steps=0"]
+    cfg = load_config(f"configs/cpu/vgg16_bn_{method}.yaml", overrides)
+    trainer = Trainer(cfg, out / name / "run", progress=False)
     ec, fit = ECLoss().to(trainer.device), FitECLoss().to(trainer.device)
     batch = None
     history = []
@@ -131,7 +132,7 @@ def run_model(model: str, out: Path, steps: int, every: int) -> dict:
             if trainer.step >= steps:
                 break
         epoch += 1
-    result = {"model": model, "steps": history, "scale": scale_sweep(trainer, batch, ec)}
+    result = {"model": name, "method": method, "steps": history, "scale": scale_sweep(trainer, batch, ec)}
     done.parent.mkdir(parents=True, exist_ok=True)
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
@@ -184,21 +185,31 @@ def plot(results: list[dict], path: Path) -> None:
         steps = [h["step"] for h in st]
         ax[0].semilogy(steps, [max(h["mi_over_logk"], 1e-12) for h in st], label=f"{r['model']}: MI / log K")
         ax[1].semilogy(steps, [h["grad_ratio"] for h in st], label=f"{r['model']}: |g_ECLoss| / |g_id|")
+        if r.get("method", "ecloss") != "ecloss":
+            ax[2].plot(steps, [h["peaks"] for h in st], ":", label=f"{r['model']} (no ECLoss): peaks per map")
+            ax[0].semilogy(steps, [max(h["activation_max"], 1e-12) for h in st], ":",
+                           label=f"{r['model']} (no ECLoss): activation max")  # fmt: skip
+            continue
+        ax[0].semilogy(steps, [max(h["activation_max"], 1e-12) for h in st], "--",
+                       label=f"{r['model']}: activation max")  # fmt: skip
         ax[1].semilogy(steps, [h["beta_times_ratio"] for h in st], "--",
                        label=f"{r['model']}: beta |g_ECLoss| / |g_id|")  # fmt: skip
         ax[1].semilogy(steps, [h["fit_grad_ratio"] for h in st], ":", label=f"{r['model']}: |g_fit| / |g_id|")
         ax[2].plot(steps, [h["peaks"] for h in st], label=f"{r['model']}: peaks per map")
         sc = r["scale"]
         natural = st[-1]["activation_max"]
+        if not natural < 1e6:  # a run whose activations ran away: its sweep says nothing
+            continue
         line = ax[3].loglog([s["scale"] * natural for s in sc], [max(s["mi_over_logk"], 1e-12) for s in sc],
                             label=f"{r['model']}: MI / log K")  # fmt: skip
         ax[3].loglog([s["scale"] * natural for s in sc], [s["grad_ratio"] for s in sc], "--",
                      color=line[0].get_color(), label=f"{r['model']}: |g_ECLoss| / |g_id|")  # fmt: skip
         ax[3].axvline(natural, color=line[0].get_color(), lw=0.8, alpha=0.6)
-    ax[0].set(title="MI / log K during training (paper mode)", xlabel="step")
+    ax[0].set(title="MI / log K and the largest activation (paper mode)", xlabel="step")
     ax[1].set(title="gradient at the target maps, relative to L_id's", xlabel="step")
     ax[2].set(title="peaks per map (probe batch)", xlabel="step")
-    ax[3].set(title="if the final maps were scaled (vertical: as trained)", xlabel="mean per-map max activation")
+    ax[3].set(title="if the final maps were scaled (vertical: as trained)", xlabel="mean per-map max activation",
+              ylim=(1e-10, 10))
     for a in ax:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)
@@ -213,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--probe-every", type=int, default=25)
     p.add_argument("--models", default="vgg16_bn,vgg16")
+    p.add_argument("--controls", default="vgg16", help="networks also trained without ECLoss (softmax), as controls")
     p.add_argument("--faces", default="runs/exp_default/faces/heldout",
                    help="held-out synthetic faces with part labels, for the oracle (explainface synth / experiment)")
     p.add_argument("--oracle-only", action="store_true")
@@ -238,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "oracle.json").write_text(json.dumps(oracle, indent=2))
         return 0
     results = [run_model(m, out, a.steps, a.probe_every) for m in a.models.split(",")]
+    results += [run_model(m, out, a.steps, a.probe_every, "softmax") for m in filter(None, a.controls.split(","))]
     (out / "diagnosis.json").write_text(json.dumps({"networks": results, "oracle": oracle}, indent=2))
     plot(results, out / "diagnosis.png")
     for r in results:
