@@ -124,7 +124,7 @@ def test_the_regulariser_sums_its_terms_and_logs_them():
             FitECLoss(**bad)
 
 
-def test_gradient_descent_on_the_loss_alone_reduces_the_peaks_of_noisy_multi_blob_maps():
+def test_gradient_descent_on_the_recipes_loss_alone_reduces_the_peaks_of_noisy_multi_blob_maps():
     g = torch.Generator().manual_seed(0)
     b, c, h, w = 4, 8, 14, 14
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
@@ -137,7 +137,12 @@ def test_gradient_descent_on_the_loss_alone_reduces_the_peaks_of_noisy_multi_blo
                 maps[i, j] += amp * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 3)
     maps += 0.05 * torch.rand(maps.shape, generator=g)
     x = maps.clone().requires_grad_(True)
-    reg = FitECLoss()
+    from explainface.experiment.methods import RECOMMENDED, method_config
+    from explainface.train.config import TrainConfig, regularizer_options
+
+    spec = method_config(RECOMMENDED, TrainConfig()).regularizers[0]  # the recommended recipe's term, all of it
+    reg = create_regularizer(spec["name"], **regularizer_options(spec))
+    assert reg.diversity > 0 and reg.consistency > 0
     opt = torch.optim.SGD([x], lr=300.0)
     for _ in range(150):
         opt.zero_grad()
