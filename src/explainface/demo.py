@@ -218,10 +218,11 @@ def _cmd_demo(args) -> int:
     p = s["plan"]
     print(f"\nboth networks: {p['model']} width {p['width']:g} at {p['input_size']} px, "
           f"{s['steps_per_network']} steps; measured on held-out synthetic faces")  # fmt: skip
-    print(f"{'':<22}{'accuracy':>16}{'PE':>18}{'LS':>9}{'AR':>15}")
+    width = max(22, *(len(m["label"].split(":")[0]) + 2 for m in s["models"].values()))
+    print(f"{'':<{width}}{'accuracy':>16}{'PE':>18}{'LS':>9}{'AR':>15}")
     for m in s["models"].values():
         print(
-            f"{m['label'].split(':')[0]:<22}{100 * m['accuracy_mean']:>9.2f}% +- {100 * m['accuracy_std']:.2f}"
+            f"{m['label'].split(':')[0]:<{width}}{100 * m['accuracy_mean']:>9.2f}% +- {100 * m['accuracy_std']:.2f}"
             f"{m['pe_mean']:>10.4f} +- {m['pe_se']:.4f}{m['ls']:>9.4f}{m['ar_mean']:>8.2f} +- {m['ar_std']:.2f}"
         )
     print(f"\nopen {s['report']} in a browser (took {s['seconds'] / 60:.1f} min)")
