@@ -52,7 +52,9 @@ def shift_right(image: np.ndarray, shift: int) -> np.ndarray:
 
 def follow_test(model, images: Sequence[np.ndarray], shift: int = DEFAULT_SHIFT, batch: int = 50,
                 device: str = "cpu") -> dict:  # fmt: skip
-    """`peak_moves` of a model (checkpoint path or module, see `load_model`) on model-input RGB images."""
+    """`peak_moves` of a model (checkpoint path or module, see `load_model`) on model-input RGB images (resized to
+    the model's input size where they differ)."""
+    from explainface.data.images import resize_image
     from explainface.data.synthetic.dataset import to_tensor
     from explainface.models.capture import FeatureCapture
     from explainface.train.checkpoint import load_model
@@ -60,6 +62,7 @@ def follow_test(model, images: Sequence[np.ndarray], shift: int = DEFAULT_SHIFT,
     lm = load_model(model, device)
     if not images:
         raise ValueError("follow_test: no images")
+    images = [resize_image(x, lm.input_size) for x in images]  # a no-op at the input size
     a, b = [], []
     with torch.no_grad(), FeatureCapture(lm.model, lm.layer, detach=True) as cap:
         for i in range(0, len(images), batch):
@@ -76,16 +79,14 @@ def follow_test(model, images: Sequence[np.ndarray], shift: int = DEFAULT_SHIFT,
 def follow_test_folder(model, folder: str | Path, limit: int = 200, shift: int = DEFAULT_SHIFT) -> dict:
     """`follow_test` on the first `limit` images of a folder of model-input crops (a synthetic export, a crop
     cache); images that cannot be read are skipped."""
-    from explainface.data.images import read_image_rgb, resize_image
+    from explainface.data.images import read_image_rgb
     from explainface.evaluate.explain import face_files
-    from explainface.train.checkpoint import load_model
 
-    size = load_model(model).input_size
     images = []
     for p in face_files(Path(folder)):
         img = read_image_rgb(p)
         if img is not None:
-            images.append(img if img.shape[:2] == (size, size) else resize_image(img, size))
+            images.append(img)
         if len(images) == limit:
             break
     return {**follow_test(model, images, shift), "images": len(images)}

@@ -217,7 +217,7 @@ class _FusedTerms(torch.autograd.Function):
         inv = 1.0 / (norm + _EPS)
         xh = x * inv[:, None]
         w = norm if weight == "norm" else torch.ones_like(norm)
-        wsum = w.sum().clamp_min(_EPS) if weight == "norm" else torch.tensor(float(n_maps), dtype=x.dtype)
+        wsum = w.sum().clamp_min(_EPS) if weight == "norm" else x.new_tensor(float(n_maps))
         # fit, in blocks of rows
         fit = x.new_empty(n_maps)
         g_xh = torch.empty_like(x)
