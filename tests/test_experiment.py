@@ -229,7 +229,8 @@ def test_a_tiny_experiment_writes_results_tables_and_page(finished):
                   "## Reproduce"):
         assert title in md
     html = (finished / "experiment.html").read_text()
-    assert html.count("<img ") == 5  # curves + gallery and dictionary per method
+    assert html.count("<img ") == 7  # curves + gallery, dictionary and average peak locations per method
+    assert "average peaks" in html
     assert 'id="table-accuracy_mean"' in html and "explainface experiment --methods" in html
 
 
@@ -283,7 +284,7 @@ def test_chromium_renders_the_experiment_page_with_every_section_and_image(finis
 
     page = Page(render(finished / "experiment.html", tmp_path / "shot.png", timeout=90))
     assert list(page.h2) == [sid for sid, _ in EXPERIMENT_SECTIONS]
-    assert page.body.get("data-images-loaded") == page.body.get("data-images-total") == "5"
+    assert page.body.get("data-images-loaded") == page.body.get("data-images-total") == "7"
     rows = page.tables["table-accuracy_mean"]
     assert rows[0][:3] == ["method", "synthetic", "synthetic: \u0394 vs softmax"]
     assert [r[0] for r in rows[1:]] == ["softmax (n=2)", "ecloss (n=2)"]

@@ -111,7 +111,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     result = verify(
         args.model, args.pairs, args.out, root=args.root, crops_dir=args.crops, detector=args.detector,
         workers=args.workers, batch=args.batch, device=args.device, progress=not args.quiet, precision=args.precision,
-        dlib_jitters=args.dlib_jitters, crop=args.crop, protocol=args.protocol,
+        dlib_jitters=args.dlib_jitters, crop=args.crop, protocol=args.protocol, score=args.score,
     )  # fmt: skip
     print(summary_line(result))
     print(f"wrote {args.out}/verification.json and {args.out}/roc.png")
@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--batch", type=int, default=128)
     ve.add_argument("--device", default="cpu")
     ve.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: autocast, ~1.7x faster")
+    ve.add_argument(
+        "--score", default="auto", choices=("auto", "cosine", "xcos"),
+        help="pair score: cosine of the embeddings, or xcos (a checkpoint trained with the xcos method); auto "
+        "(default): the checkpoint's own (xcos when it has an xCos head)",
+    )  # fmt: skip
     ve.add_argument(
         "--dlib-jitters", type=int, default=0,
         help="--model dlib: average each descriptor over N jittered chips (dlib's num_jitters; N times slower)",

@@ -134,7 +134,8 @@ class BadItems:
 
 
 class IdentityFolderDataset(Dataset):
-    """`(image, label)` items over identity folders: image float32 [3, size, size], RGB, mean 0.5 std 0.5 (SPEC §4).
+    """`(image, label)` items (`(image, label, landmarks)` with ``landmarks=True``: see `_landmarks`) over identity
+    folders: image float32 [3, size, size], RGB, mean 0.5 std 0.5 (SPEC §4).
 
     `loader(path)` returns RGB uint8 [H, W, 3] or None (default: decode the file); the result is resized to
     `size`. Unusable files follow `bad`: "skip" returns the next usable item (wrapping around) and names the file
@@ -147,7 +148,10 @@ class IdentityFolderDataset(Dataset):
         size: int = 112,
         loader: Loader | None = None,
         bad: BadPolicy = "skip",
+        landmarks: bool = False,
     ) -> None:
+        self.with_landmarks = landmarks
+        self._bad_pts: set[str] = set()
         self.index = root_or_index if isinstance(root_or_index, FolderIndex) else scan_identity_folders(root_or_index)
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
@@ -195,4 +199,26 @@ class IdentityFolderDataset(Dataset):
                 raise ValueError(f"{path}: loader returned no image")
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"{path}: loader returned {image.dtype} {image.shape}, expected uint8 [H, W, 3]")
-        return to_tensor(np.ascontiguousarray(resize_image(image, self.size))), self.index.items[j][1]
+        out = to_tensor(np.ascontiguousarray(resize_image(image, self.size))), self.index.items[j][1]
+        if self.with_landmarks:
+            return (*out, self._landmarks(path, image.shape[1], image.shape[0]))
+        return out
+
+    def _landmarks(self, path: str, width: int, height: int) -> torch.Tensor:
+        """The 68 landmarks of the `.pts` file beside image `path`, in the resized frame; NaN when there is none
+        (or it is not 68 points): a regulariser then places things through the mean face."""
+        pts = Path(path).with_suffix(".pts")
+        if pts.is_file():
+            from explainface.data.landmarks import read_pts
+
+            try:
+                lm = np.asarray(read_pts(pts), dtype=np.float32)
+            except ValueError as e:  # the image is still good: warn once, train it with the mean face
+                if str(pts) not in self._bad_pts:
+                    self._bad_pts.add(str(pts))
+                    warnings.warn(f"{e}; the face's landmarks are taken as unknown", UserWarning, stacklevel=2)
+                lm = None
+            if lm is not None and lm.shape == (68, 2):
+                scale = np.array([self.size / width, self.size / height], dtype=np.float32)
+                return torch.from_numpy((lm + 0.5) * scale - 0.5)
+        return torch.full((68, 2), float("nan"))

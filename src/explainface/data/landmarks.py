@@ -412,3 +412,33 @@ def read_landmarks(path: str | os.PathLike, scheme: str = "auto") -> np.ndarray:
         return to_ibug68(pts, scheme)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+#: iBUG 68-point index of each point's mirror image (left <-> right): jaw, brows, nostrils, eyes, mouth.
+IBUG_MIRROR: tuple[int, ...] = tuple(
+    list(range(16, -1, -1))  # jaw 0..16
+    + list(range(26, 21, -1))  # brows 17..21 <- 26..22
+    + list(range(21, 16, -1))  # brows 22..26 <- 21..17
+    + [27, 28, 29, 30]  # nose bridge
+    + [35, 34, 33, 32, 31]  # nostrils
+    + [45, 44, 43, 42, 47, 46]  # eye 36..41 <- the other eye
+    + [39, 38, 37, 36, 41, 40]  # eye 42..47
+    + [54, 53, 52, 51, 50, 49, 48]  # outer lip top 48..54
+    + [59, 58, 57, 56, 55]  # outer lip bottom 55..59
+    + [64, 63, 62, 61, 60]  # inner lip top 60..64
+    + [67, 66, 65]  # inner lip bottom 65..67
+)
+
+
+def mirror_landmarks(landmarks, width: float):
+    """68 landmarks [..., 68, 2] of a face after a horizontal flip of its `width`-pixel image: x -> width - 1 - x
+    (0-based pixel centres) and each point renumbered as its mirror (`IBUG_MIRROR`), so point 36 stays the
+    outer corner of the image-left eye. Works on NumPy arrays and torch tensors."""
+    out = landmarks[..., list(IBUG_MIRROR), :]
+    x = width - 1 - out[..., 0]
+    if hasattr(out, "clone"):
+        out = out.clone()
+    else:
+        out = out.copy()
+    out[..., 0] = x
+    return out

@@ -4,6 +4,7 @@
       -> model-input crops with part label maps (the same no-alignment crop as `verify`)
       -> target-layer maps of the model (any layer, captured by name)
       -> PE, LS, AR and the channel dictionary -> explainability.json, channel_dictionary.{json,md}
+      -> each channel's average peak location (Yin et al.) -> peak_locations.json, average_peaks.png
 
 Where the part labels come from, per image of a folder, first found wins: `<stem>.parts.png` (a label map
 indexing PART_NAMES, as `explainface synth` exports), `<stem>.pts` (68 iBUG landmarks, 300-W format), dlib's
@@ -197,6 +198,7 @@ def explain(
     """
     from explainface.data.synthetic.dataset import to_tensor
     from explainface.evaluate.explainability import ExplainabilityAccumulator, masks_from_labels
+    from explainface.evaluate.peak_locations import PeakLocations
     from explainface.models.capture import FeatureCapture, find_module
     from explainface.train.checkpoint import load_model
 
@@ -208,35 +210,24 @@ def explain(
     layer = layer or loaded.layer
     find_module(net, layer)  # a wrong name fails before any face is loaded
     counts = SampleCounts()
-    if str(data) == SYNTHETIC:
-        n = limit if limit is not None else max(images, 200)
-        counts.add("generator", n)
-        samples = tqdm(synthetic_samples(n, size, seed=seed), total=n, desc="faces", unit="img", disable=not progress)
-    else:
-        samples = folder_samples(data, size, crop, detector, landmarks, limit, seed, counts, progress)
+    n = limit if limit is not None or str(data) != SYNTHETIC else max(images, 200)
+    samples = _samples(data, size, crop, detector, landmarks, n, seed, counts, progress)
 
     acc = ExplainabilityAccumulator(size=size, rho=rho)
-    pending: list[PartSample] = []
-
-    def flush() -> None:
-        x = torch.stack([to_tensor(s.image) for s in pending]).to(device)
+    peaks = PeakLocations(size)
+    for chunk in batched(samples, batch):
+        x = torch.stack([to_tensor(s.image) for s in chunk]).to(device)
         with FeatureCapture(net, layer, detach=True) as cap:
             net(x)
         maps = cap.output.float().cpu()
-        labels = torch.from_numpy(np.stack([s.labels for s in pending]))
+        labels = torch.from_numpy(np.stack([s.labels for s in chunk]))
         acc.add(maps, masks_from_labels(labels))
-        pending.clear()
-
-    for s in samples:
-        pending.append(s)
-        if len(pending) == batch:
-            flush()
-    if pending:
-        flush()
+        peaks.add(maps, np.stack([s.image for s in chunk]))
     if acc.images == 0:
         raise ValueError(f"{data}: no usable faces (skipped: {len(counts.skipped)})")
     t_maps = time.perf_counter()
     rep = acc.report(n_images=images, runs=runs, seed=seed)
+    where = peaks.report()
     result = {
         **rep,
         "model": str(model) if not isinstance(model, torch.nn.Module) else label,
@@ -249,11 +240,72 @@ def explain(
         "label_sources": counts.by_source,
         "skipped": len(counts.skipped),
         "skipped_files": dict(list(counts.skipped.items())[:100]),
+        "peak_spread": where["spread_mean"],  # mean over channels of the spread of their peak (px)
         "seconds": {"maps": t_maps - start, "metrics": time.perf_counter() - t_maps},
     }
     write_channel_dictionary(rep["channels"], out)
+    write_peak_locations(peaks, {ch["channel"]: ch.get("part") for ch in rep["channels"]}, out, label)
     (out / "explainability.json").write_text(json.dumps(json_safe(result), indent=2))
     return result
+
+
+def batched(items, n: int) -> Iterator[list]:
+    """Lists of `n` consecutive items (the last one shorter)."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _samples(data, size: int, crop: str, detector: str, landmarks: str, limit: int | None, seed: int,
+             counts: SampleCounts, progress: bool):  # fmt: skip
+    """The faces of `data` ("synthetic": `limit` generated held-out faces, default 200; else a folder)."""
+    if str(data) == SYNTHETIC:
+        n = limit if limit is not None else 200
+        counts.add("generator", n)
+        return tqdm(synthetic_samples(n, size, seed=seed), total=n, desc="faces", unit="img", disable=not progress)
+    return folder_samples(data, size, crop, detector, landmarks, limit, seed, counts, progress)
+
+
+def write_peak_locations(peaks, channel_parts: dict, out: Path, label: str) -> dict:
+    """peak_locations.json and average_peaks.png of a `PeakLocations` accumulator; returns its report."""
+    from explainface.explain.figures import average_peak_figure
+
+    where = peaks.report()
+    (out / "peak_locations.json").write_text(json.dumps(json_safe(where), indent=2))
+    average_peak_figure(peaks.mean_face(), where, channel_parts, out / "average_peaks.png",
+                        title=f"Average peak location: {label}")  # fmt: skip
+    return where
+
+
+def average_peaks(model: str | Path, data: str | Path, out_dir: str | Path, limit: int | None = None, seed: int = 0,
+                  crop: str = "auto", detector: str = "hog", landmarks: str = "auto", batch: int = 64,
+                  device: str = "cpu", progress: bool = False) -> dict:  # fmt: skip
+    """Only the average peak locations of `explain` (same faces, same files), e.g. for runs explained before it
+    existed; channels are coloured by the part of `out_dir`'s channel_dictionary.json when there is one."""
+    from explainface.data.synthetic.dataset import to_tensor
+    from explainface.evaluate.peak_locations import PeakLocations
+    from explainface.evaluate.scoring import target_maps
+    from explainface.train.checkpoint import load_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(model, device)
+    peaks = PeakLocations(loaded.input_size)
+    samples = _samples(data, loaded.input_size, crop, detector, landmarks, limit, seed, SampleCounts(), progress)
+    for chunk in batched(samples, batch):
+        x = torch.stack([to_tensor(s.image) for s in chunk]).to(device)
+        with torch.no_grad():
+            peaks.add(target_maps(loaded.model, x, loaded.layer).float().cpu(), np.stack([s.image for s in chunk]))
+    if peaks.faces == 0:
+        raise ValueError(f"{data}: no usable faces")
+    dictionary = out / "channel_dictionary.json"
+    parts = {c["channel"]: c.get("part") for c in json.loads(dictionary.read_text())} if dictionary.is_file() else {}
+    return write_peak_locations(peaks, parts, out, loaded.label)
 
 
 def json_safe(obj):

@@ -16,7 +16,8 @@ Two kinds of model share it:
   ones (`dlib_jitters`); measured here 99.08% +- 0.30 (no jitter).
 
 Images of insightface `.bin` files are already cropped faces: they are only
-resized. Scores are cosine similarities.
+resized. Pairs are scored by a pair scorer (`evaluate.scoring`): the cosine of
+the embeddings, or xCos for a checkpoint trained with an xCos head (`score`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from explainface.evaluate.verification import plot_roc, verification_report
@@ -89,23 +89,6 @@ def crop_images(
         if out[i] is None:
             out[i] = resize_image(r.load_rgb(), size)
     return out  # type: ignore[return-value]
-
-
-@torch.no_grad()
-def embed_crops(
-    model: torch.nn.Module, crops: list[np.ndarray], batch: int, device: str, progress: bool, precision: str = "fp32"
-) -> np.ndarray:
-    """Flip-summed, L2-normalised embeddings of RGB crops, [N, D] float32."""
-    from explainface.data.synthetic.dataset import to_tensor
-    from explainface.evaluate.verification import embed
-
-    chunks = range(0, len(crops), batch)
-
-    def batches():
-        for i in tqdm(chunks, desc="embedding", unit="batch", disable=not progress):
-            yield torch.stack([to_tensor(c) for c in crops[i : i + batch]]).to(device)
-
-    return embed(model, batches(), precision=precision).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------- dlib reference
@@ -185,10 +168,13 @@ def verify(
     dlib_jitters: int = 0,
     crop: str = "auto",
     protocol: str | None = None,
+    score: str = "auto",
 ) -> dict:
     """Run the protocol for `model` (a checkpoint path or "dlib") on `pairs`; write verification.json and roc.png.
 
-    `pairs` is anything `read_pairs` reads; a CFP folder takes `protocol` "FF" or "FP" (or is `Split/FF|FP`)."""
+    `pairs` is anything `read_pairs` reads; a CFP folder takes `protocol` "FF" or "FP" (or is `Split/FF|FP`).
+    `score` names the pair scorer (`evaluate.scoring`): "auto" (the checkpoint's own: xcos for an xCos checkpoint,
+    else cosine), "cosine" or "xcos"; `model="dlib"` scores with dlib's descriptors."""
     from explainface.data.pair_files import read_pairs
 
     start = time.perf_counter()
@@ -196,42 +182,33 @@ def verify(
     out.mkdir(parents=True, exist_ok=True)
     pl = read_pairs(pairs, root=root, protocol=protocol)
     t_read = time.perf_counter()
+    folds = pl.folds if pl.folds is not None else 10
     extra: dict = {}
     if str(model) == DLIB:
-        raw, missing = dlib_embeddings(pl.images, workers, progress, jitters=dlib_jitters)
-        extra["dlib_no_face_found"] = missing
-        extra["dlib_jitters"] = dlib_jitters
-        label, size = "dlib ResNet (face_recognition_models)", 150
+        if score not in ("auto", "cosine", DLIB):
+            raise ValueError(f"--model dlib scores with dlib's own descriptors; --score {score} needs a checkpoint")
+        scorer = DlibScorer(workers, progress, dlib_jitters)
+        feats = scorer.features_of_files(pl.images)
+        extra.update(scorer.extra)
+        extra["variants"] = scorer.variants(pl.a, pl.b, pl.same, folds)
+        label, size, score_name = scorer.label, 150, "cosine"
         t_crop = t_read
-        # main score: our protocol, as for every model (flip-sum, L2-normalised, cosine); dlib's own usage
-        # (Euclidean distance of one unnormalised descriptor, threshold 0.6) and a flip-mean Euclidean are variants
-        folds_ = pl.folds if pl.folds is not None else 10
-        flip_sum = raw.sum(1)
-        emb = flip_sum / np.linalg.norm(flip_sum, axis=1, keepdims=True)
-        mean = raw.mean(1)
-        extra["variants"] = {
-            "euclidean_no_mirror": verification_report(
-                -np.linalg.norm(raw[pl.a, 0] - raw[pl.b, 0], axis=1), pl.same, folds_
-            )["accuracy_mean"],
-            "euclidean_flip_mean": verification_report(
-                -np.linalg.norm(mean[pl.a] - mean[pl.b], axis=1), pl.same, folds_
-            )["accuracy_mean"],
-        }
-        np.save(out / "embeddings.npy", raw)
     else:
-        from explainface.train.checkpoint import load_model_weights
+        from explainface.evaluate.scoring import create_scorer, tensor_batches
+        from explainface.train.checkpoint import load_model
 
-        net, cfg = load_model_weights(model, device)
-        size = cfg.model.input_size
+        loaded = load_model(model, device)
+        scorer = create_scorer(score, loaded, precision=precision)
+        size, score_name = loaded.input_size, scorer.name
         crops_dir = Path(crops_dir or out / f"crops{size}")
         crops = crop_images(pl.images, size, crops_dir, detector, workers, progress, crop)
         t_crop = time.perf_counter()
-        emb = embed_crops(net, crops, batch, device, progress, precision)
-        label = f"{cfg.model.name} w{cfg.model.width:g} @{size}" + (" bf16" if precision == "bf16" else "")
-        np.save(out / "embeddings.npy", emb)
+        feats = scorer.features(tensor_batches(crops, batch, device, progress))
+        label = scorer.label + (" bf16" if precision == "bf16" else "")
     t_embed = time.perf_counter()
-    scores = (emb[pl.a] * emb[pl.b]).sum(1)
-    folds = pl.folds if pl.folds is not None else 10
+    np.save(out / ("embeddings.npy" if score_name == "cosine" else f"features_{score_name}.npy"),
+            np.asarray(feats if str(model) == DLIB else feats.numpy()))  # fmt: skip
+    scores = scorer.score_pairs(feats, pl.a, pl.b)
     rep = verification_report(scores, pl.same, folds)
     t_protocol = time.perf_counter()
     roc = rep.pop("roc")
@@ -240,6 +217,7 @@ def verify(
         **rep,
         "model": str(model),
         "model_label": label,
+        "score": score_name,
         "input_size": size,
         "precision": precision if str(model) != DLIB else "dlib",
         "pairs_file": str(pairs),
@@ -259,6 +237,41 @@ def verify(
     return result
 
 
+class DlibScorer:
+    """dlib's descriptors as a pair scorer: it reads the image files itself (its own detection and face chip);
+    features are the flip-summed, L2-normalised descriptors, scores their cosine (our protocol, so only the model
+    differs); dlib's own usage (Euclidean distance, one descriptor) is reported as `variants`."""
+
+    name = DLIB
+    label = "dlib ResNet (face_recognition_models)"
+
+    def __init__(self, workers: int = 2, progress: bool = True, jitters: int = 0) -> None:
+        self.workers, self.progress, self.jitters = workers, progress, jitters
+        self.extra: dict = {}
+        self.raw: np.ndarray | None = None
+
+    def features_of_files(self, refs) -> np.ndarray:
+        raw, missing = dlib_embeddings(refs, self.workers, self.progress, jitters=self.jitters)
+        self.raw = raw
+        self.extra = {"dlib_no_face_found": missing, "dlib_jitters": self.jitters}
+        flip_sum = raw.sum(1)
+        return flip_sum / np.linalg.norm(flip_sum, axis=1, keepdims=True)
+
+    def score_pairs(self, feats: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (feats[a] * feats[b]).sum(1)
+
+    def variants(self, a: np.ndarray, b: np.ndarray, same: np.ndarray, folds) -> dict[str, float]:
+        raw = self.raw
+        assert raw is not None, "features_of_files first"
+        mean = raw.mean(1)
+        return {
+            "euclidean_no_mirror": verification_report(-np.linalg.norm(raw[a, 0] - raw[b, 0], axis=1), same,
+                                                       folds)["accuracy_mean"],  # fmt: skip
+            "euclidean_flip_mean": verification_report(-np.linalg.norm(mean[a] - mean[b], axis=1), same,
+                                                       folds)["accuracy_mean"],  # fmt: skip
+        }
+
+
 def _pairs_name(pl) -> str:
     return pl.source.split(" (")[0] if pl.source.startswith("CFP-") else Path(pl.source).name
 
@@ -266,8 +279,9 @@ def _pairs_name(pl) -> str:
 def summary_line(result: dict) -> str:
     tar = result["tar_at_far"]
     tars = ", ".join(f"TAR@FAR={k} {100 * v:.2f}%" for k, v in tar.items() if v is not None)
+    source = result.get("pairs_source", result["pairs_file"])
     return (
-        f"{result['model_label']} on {result.get('pairs_source', result['pairs_file'])}: "
+        f"{result['model_label']} ({result.get('score', 'cosine')} score) on {source}: "
         f"accuracy {100 * result['accuracy_mean']:.2f}% "
         f"+- {100 * result['accuracy_std']:.2f} ({result['pairs']} pairs), AUC {result['auc']:.4f}, "
         f"EER {100 * result['eer']:.2f}%" + (f", {tars}" if tars else "")

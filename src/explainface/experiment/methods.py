@@ -147,3 +147,43 @@ RECOMMENDED = "ecloss-fit"
 @register_method("recommended", f"the project's recommended recipe (now: {RECOMMENDED} with its defaults)")
 def recommended(cfg: TrainConfig, **options: Any) -> None:
     _METHODS[RECOMMENDED].apply(cfg, **options)
+
+
+# ---- the seed baselines (SPEC §9) -----------------------------------------------------------------------------------
+
+
+@register_method("yin", "Yin et al. 2019: spatial activation diversity + feature activation diversity with synthetic "
+                 "occlusion and classification of the occluded faces (options: YinLoss's, beta)")  # fmt: skip
+def yin(cfg: TrainConfig, **options: Any) -> None:
+    beta = options.pop("beta", 1.0)  # YinLoss's defaults are Yin's weights relative to CE(clean) at beta 1
+    cfg.regularizers = [{"name": "yin", "beta": beta, **options}]
+
+
+#: A regulariser option ``run:<method>`` names the checkpoint of that method's run of the same seed
+#: (resolved by the experiment, which trains it first).
+RUN_REFERENCE = "run:"
+
+
+@register_method("xcos", "xCos (Lin et al. 2021): identity loss + MSE of an xCos pair head to a frozen reference's "
+                 "cosine (default reference: the experiment's softmax run of the same seed)")  # fmt: skip
+def xcos(cfg: TrainConfig, **options: Any) -> None:
+    beta = options.pop("beta", 1.0)
+    reference = options.pop("reference", RUN_REFERENCE + "softmax")
+    cfg.regularizers = [{"name": "xcos", "beta": beta, "reference": reference, **options}]
+
+
+def run_references(cfg: TrainConfig) -> list[str]:
+    """The methods whose runs `cfg` reads (regulariser options ``run:<method>``)."""
+    return [v[len(RUN_REFERENCE) :] for item in cfg.regularizers for v in item.values()
+            if isinstance(v, str) and v.startswith(RUN_REFERENCE)]  # fmt: skip
+
+
+def resolve_run_references(cfg: TrainConfig, checkpoint_of: Callable[[str], str]) -> TrainConfig:
+    """A copy of `cfg` whose ``run:<method>`` options are replaced by ``checkpoint_of(method)``."""
+    cfg = copy.deepcopy(cfg)
+    cfg.regularizers = [
+        {k: checkpoint_of(v[len(RUN_REFERENCE) :]) if isinstance(v, str) and v.startswith(RUN_REFERENCE) else v
+         for k, v in item.items()}
+        for item in cfg.regularizers
+    ]  # fmt: skip
+    return cfg

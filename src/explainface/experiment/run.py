@@ -31,15 +31,24 @@ from pathlib import Path
 from typing import Any
 
 from explainface.evaluate.explain import SYNTHETIC
-from explainface.experiment.methods import method_config, slug, split_methods
+from explainface.experiment.methods import (
+    method_config,
+    resolve_run_references,
+    run_references,
+    slug,
+    split_methods,
+)
 from explainface.experiment.stats import mean_se, paired_test
 from explainface.train.config import TrainConfig, load_config
+
+#: The held-out synthetic faces with an occluder on every face (verification only: Yin's robustness claim).
+SYNTHETIC_OCCLUDED = "synthetic_occluded"
 
 VERIFY_METRICS = ("accuracy_mean", "accuracy_std", "auc", "eer")
 EXPLAIN_METRICS = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "zero_share", "at_most_two_share",
                    "channel_overlap")  # fmt: skip
 #: Metrics the experiment derives from an evaluation's files (in results.json beside the others).
-DERIVED_METRICS = ("parts_owned", "follows", "stays")
+DERIVED_METRICS = ("parts_owned", "follows", "stays", "peak_spread")
 #: A part owns a channel whose dominant part it is in at least this share of the faces (issue 12's target).
 OWNED_FREQUENCY = 0.5
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -113,8 +122,12 @@ def base_config(plan: ExperimentPlan) -> TrainConfig:
     return cfg
 
 
-def run_config(base: TrainConfig, method: str, seed: int, steps: int) -> TrainConfig:
+def run_config(base: TrainConfig, method: str, seed: int, steps: int, out: Path | None = None) -> TrainConfig:
+    """The config of one run; ``run:<method>`` options (xCos's reference) become that method's checkpoint of the
+    same seed in `out`."""
     cfg = method_config(method, base)
+    if out is not None:
+        cfg = resolve_run_references(cfg, lambda m: str(run_dir(out, m, seed) / "checkpoints" / "last.safetensors"))
     cfg.run.seed = seed
     cfg.optim.max_steps = steps
     cfg.optim.warmup_steps = max(1, min(cfg.optim.warmup_steps, steps // 10))
@@ -126,7 +139,9 @@ def eval_sets(plan: ExperimentPlan, out: Path) -> list[EvalSet]:
     """The evaluation sets: the given `pairs` / `faces` by name, else the held-out synthetic faces."""
     if not plan.pairs and not plan.faces:
         heldout = out / "faces" / "heldout"
-        return [EvalSet(SYNTHETIC, str(heldout / "pairs.txt"), str(heldout))]
+        occluded = out / "faces_occluded" / "heldout"  # the same faces, every one occluded: verification only
+        return [EvalSet(SYNTHETIC, str(heldout / "pairs.txt"), str(heldout)),
+                EvalSet(SYNTHETIC_OCCLUDED, str(occluded / "pairs.txt"), None)]  # fmt: skip
     names = list(dict.fromkeys([*plan.pairs, *plan.faces]))
     return [EvalSet(n, plan.pairs.get(n), plan.faces.get(n)) for n in names]
 
@@ -148,6 +163,11 @@ def validate(plan: ExperimentPlan) -> tuple[TrainConfig, dict[str, TrainConfig]]
     if base.data.kind != "synthetic" and not base.data.root:
         raise ValueError(f"the config trains on data.kind={base.data.kind} but names no data: give --data PATH")
     configs = {m: method_config(m, base) for m in plan.methods}  # unknown methods and options fail here
+    for k, (m, cfg) in enumerate(configs.items()):
+        for ref in run_references(cfg):
+            if ref not in plan.methods[:k]:
+                raise ValueError(f"method {m!r} reads the {ref!r} run of each seed: list {ref!r} before it in "
+                                 f"--methods (e.g. --methods {ref},{m})")  # fmt: skip
     from explainface.data.pair_files import read_pairs
     from explainface.evaluate.explain import face_files
 
@@ -205,7 +225,11 @@ def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[
 
         from explainface.train.trainer import measure_step_seconds
 
+        reference = None
         for m, cfg in configs.items():
+            if run_references(cfg) and reference is None:  # an untrained network of the same cost stands in
+                reference = _untrained_checkpoint(base, out / "calibration" / "reference.safetensors")
+            cfg = resolve_run_references(cfg, lambda _m, ref=reference: str(ref))
             step_seconds[m] = measure_step_seconds(cfg, out / "calibration" / slug(m))
         shutil.rmtree(out / "calibration", ignore_errors=True)
         steps = max(10, int(60 * plan.minutes / max(step_seconds.values())))
@@ -214,6 +238,16 @@ def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[
               "fingerprint": fingerprint}  # fmt: skip
     _atomic_json(out / "plan.json", record)
     return record
+
+
+def _untrained_checkpoint(base: TrainConfig, path: Path) -> Path:
+    """An untrained network of `base` in the trainer's checkpoint format (a stand-in reference for calibration)."""
+    from explainface.models import create_model
+    from explainface.train.checkpoint import prefixed, save_checkpoint
+
+    m = base.model
+    net = create_model(m.name, width=m.width, input_size=m.input_size, embedding_dim=m.embedding_dim)
+    return save_checkpoint(path, prefixed("model", net.state_dict()), {"config": base.to_dict(), "step": 0})
 
 
 # ------------------------------------------------------------------------------------------------- the runs
@@ -302,6 +336,7 @@ def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPl
         metrics.update({k: e[k] for k in EXPLAIN_METRICS})
         metrics["part_channels"] = part_channels(e["channels"], e.get("part_names") or [])
         metrics["parts_owned"] = parts_owned(e["channels"])
+        metrics["peak_spread"] = e["peak_spread"]
         metrics.update(_follow(checkpoint, es))
         metrics["skipped_faces"] = e.get("skipped")
     metrics["seconds"] = time.perf_counter() - start
@@ -382,6 +417,10 @@ def _backfill(metrics: dict, path: Path, checkpoint: Path | None = None, es: Eva
         new["parts_owned"] = parts_owned(json.loads(dictionary.read_text()))
     if "pe_mean" in metrics and "follows" not in metrics and checkpoint is not None and es is not None:
         new.update(_follow(checkpoint, es) or {"follows": None, "stays": None})
+    if "pe_mean" in metrics and "peak_spread" not in metrics and checkpoint is not None and es is not None:
+        from explainface.evaluate.explain import average_peaks
+
+        new["peak_spread"] = average_peaks(checkpoint, es.faces, path.parent / "explain", seed=EVAL_SEED)["spread_mean"]
     if new != metrics:
         _atomic_json(path, new)
     return new
@@ -422,6 +461,8 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
 
         export_heldout_faces(out / "faces", size, seed=0, identities=plan.heldout_identities,
                              per_identity=plan.heldout_per_identity, progress=progress)  # fmt: skip
+        export_heldout_faces(out / "faces_occluded", size, seed=0, identities=plan.heldout_identities,
+                             per_identity=plan.heldout_per_identity, progress=progress, occlusion=1.0)  # fmt: skip
     measured: dict[tuple[str, int], dict] = {}
     timing: dict[str, Any] = {"runs": {}}
     total = len(seeds) * len(plan.methods)
@@ -430,7 +471,7 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
             folder = run_dir(out, method, seed)
             k = len(measured) + 1
             say(f"[{k}/{total}] {method}, seed {seed}: {steps} steps -> {folder}")
-            done = train_run(run_config(base, method, seed, steps), folder, progress)
+            done = train_run(run_config(base, method, seed, steps, out), folder, progress)
             ckpt = Path(done["checkpoint"])
             res = {}
             for es in sets:
@@ -489,6 +530,7 @@ def write_page(results: dict, out: Path, plan: ExperimentPlan, sets: list[EvalSe
             folder = out / "galleries" / slug(m)
             run = run_dir(out, m, seeds[0])
             pics = {"gallery": folder / "gallery.png", "channel_dictionary": folder / "channel_dictionary.png"}
+            peaks_png = run / "eval" / faces_set.name / "explain" / "average_peaks.png"
             if not all(p.is_file() for p in pics.values()):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -497,6 +539,8 @@ def write_page(results: dict, out: Path, plan: ExperimentPlan, sets: list[EvalSe
                                         n_people=len(people), seed=EVAL_SEED)  # fmt: skip
                 pics = {k: written[k] for k in pics if k in written}
             galleries[m] = {k: str(v) for k, v in pics.items()}
+            if peaks_png.is_file():
+                galleries[m]["average_peaks"] = str(peaks_png)
     return render_experiment(results, out / "experiment.html", curves=curves, galleries=galleries,
                              gallery_set=faces_set.name if faces_set else None)  # fmt: skip
 

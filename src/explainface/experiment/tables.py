@@ -22,7 +22,7 @@ class MetricSpec:
     table: str  # the paper's table, or "" for ours
     title: str
     better: str  # "higher" | "lower" | "nearer 1" | "" (none)
-    kind: str  # "percent" | "float" | "share" | "peaks" | "lsfloat" | "count"
+    kind: str  # "percent" | "float" | "share" | "peaks" | "lsfloat" | "count" | "px"
 
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -39,6 +39,9 @@ METRICS: tuple[MetricSpec, ...] = (
                "share"),  # fmt: skip
     MetricSpec("parts_owned", "", "Parts owned (parts whose channel picks them in at least half of the faces)",
                "higher", "count"),  # fmt: skip
+    # Yin et al.'s average location: how far a channel's peak wanders over faces (a part moves only with the face)
+    MetricSpec("peak_spread", "", "Peak spread (px: s.d. of each channel's peak location over faces)", "lower",
+               "px"),  # fmt: skip
 )
 
 # The paper's numbers (Lin et al., Tables 2-5): network -> (softmax, ECLoss) per dataset.
@@ -129,7 +132,7 @@ def fmt(x: float | None, kind: str) -> str:
         return f"{x:.3f}"
     if kind == "lsfloat":
         return f"{x:.5f}"
-    if kind == "count":
+    if kind in ("count", "px"):
         return f"{x:.2f}"
     return f"{x:.4f}"
 

@@ -356,3 +356,82 @@ def similarity_panel(
             ax.imshow(tile)
             ax.set_title(t, fontsize=8, pad=3)
     return _save(fig, out_png)
+
+
+def average_peak_figure(
+    mean_face: np.ndarray,
+    report: Mapping,
+    channel_parts: Mapping[int, str | None] | None = None,
+    out_png: str | Path = "average_peaks.png",
+    title: str = "Average peak location of each channel",
+) -> Path:
+    """Yin et al.'s "average location" figure: on the mean face, each channel's mean peak location (a dot in the
+    colour of its dominant part, grey when it has none) with its one-standard-deviation ellipse
+    (`evaluate.peak_locations.PeakLocations.report`)."""
+    from matplotlib.patches import Ellipse
+
+    grid = TileGrid(1, 1, left=0.15, top=0.75, tile=3.6, min_width=3.9)
+    fig = grid.figure()
+    spread = report.get("spread_mean")
+    sub = (f"{report['faces']} faces; dot = mean peak, ellipse = 1 s.d.; mean spread "
+           f"{spread:.1f} px" if spread is not None else f"{report['faces']} faces")  # fmt: skip
+    _header(fig, grid, grid.left, title, sub)
+    ax = grid.tile_axes(fig, 0, 0)
+    size = int(report["size"])
+    ax.imshow(mean_face, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+    ax.set_xlim(-0.5, size - 0.5)
+    ax.set_ylim(size - 0.5, -0.5)
+    for ch in report["channels"]:
+        if ch["x"] is None:
+            continue
+        part = (channel_parts or {}).get(ch["channel"])
+        rgb = np.array(PART_COLORS.get(part, (160, 160, 160)) if part else (160, 160, 160)) / 255.0
+        ax.add_patch(Ellipse((ch["x"], ch["y"]), 2 * ch["std_x"], 2 * ch["std_y"], fill=False, lw=0.6,
+                             edgecolor=(*rgb, 0.55)))  # fmt: skip
+        ax.plot(ch["x"], ch["y"], "o", ms=3.2, color=rgb, mec="white", mew=0.4)
+    return _save(fig, out_png)
+
+
+def xcos_panel(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    cosine: np.ndarray,
+    attention: np.ndarray,
+    score: float,
+    threshold: float | None = None,
+    out_png: str | Path = "xcos.png",
+    names: tuple[str, str] | None = None,
+) -> Path:
+    """xCos's 1x4 panel: face A with the grid, face B, the patch-cosine map (diverging colours centred at the
+    decision threshold, 0 when none is given) and the attention map; the xCos score in the title."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    grid = TileGrid(1, 4, left=0.12, top=0.75 + TITLE, tile=1.5, min_width=4.0)
+    fig = grid.figure()
+    thr = 0.0 if threshold is None else float(threshold)
+    verdict = "" if threshold is None else ("  -> same" if score >= thr else "  -> different")
+    sub = f"A: {_short(names[0], 28)}    B: {_short(names[1], 28)}" if names is not None else ""
+    _header(fig, grid, grid.left, f"xCos(A, B) = {score:.3f}" + (f" (threshold {thr:.3f})" if threshold is not None
+                                                                  else "") + verdict, sub)  # fmt: skip
+    h, w = cosine.shape
+    size = image_a.shape[0]
+    for c, (tile, name) in enumerate([(image_a, "face A (grid)"), (image_b, "face B")]):
+        ax = grid.tile_axes(fig, 0, c)
+        ax.imshow(tile)
+        ax.set_title(name, fontsize=8, pad=3)
+        if c == 0:
+            for k in range(1, w):
+                ax.axvline(k * size / w - 0.5, color="white", lw=0.4, alpha=0.7)
+            for k in range(1, h):
+                ax.axhline(k * size / h - 0.5, color="white", lw=0.4, alpha=0.7)
+    lo, hi = min(float(cosine.min()), thr - 1e-3), max(float(cosine.max()), thr + 1e-3)
+    ax = grid.tile_axes(fig, 0, 2)
+    ax.imshow(cosine, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=thr, vmin=lo, vmax=hi), interpolation="nearest")
+    ax.set_title("patch cosine", fontsize=8, pad=3)
+    for (i, j), v in np.ndenumerate(cosine):
+        if h * w <= 64:
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=5, color="black")
+    ax = grid.tile_axes(fig, 0, 3)
+    ax.imshow(attention, cmap="magma", interpolation="nearest")
+    ax.set_title("attention", fontsize=8, pad=3)
+    return _save(fig, out_png)

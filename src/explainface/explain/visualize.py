@@ -4,6 +4,7 @@ faces (image files, or held-out synthetic faces) -> model-input crops (the no-al
   -> gallery.png          top-10% overlays of chosen channels across people (Figure 6)
   -> feature_maps.png     the first face's feature maps, model vs baseline (Figure 5)
   -> gradcam.png          Grad-CAM of the similarity of two faces (Figure 1)
+  -> xcos.png             for an xCos checkpoint: face A with the grid, face B, patch cosines, attention
   -> channel_dictionary.png   given the explainability.json of `explain`
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from explainface.explain import figures
@@ -120,6 +122,7 @@ def visualize(
     seed: int = 0,
     device: str = "cpu",
     labels: tuple[str, str] | None = None,
+    xcos_threshold: float | None = None,
 ) -> dict[str, Path]:
     """Write the figures of SPEC §8 for `model` to `out_dir`; returns {figure: path} of the files written.
 
@@ -129,6 +132,8 @@ def visualize(
     dictionary figure needs `dictionary` (an explainability.json; drawn at the layer it was measured at).
     `layer` (default the target layer) applies to the baseline too when it has a layer of that name.
     `labels` names the model and the baseline in the figures (default: "model: <architecture>", "baseline: ...").
+    A checkpoint with an xCos head also gets xcos.png for the pair, its patch cosines coloured around
+    `xcos_threshold` (e.g. the verification threshold; default 0).
     """
     from explainface.explain.gradcam import similarity_gradcam
     from explainface.models.capture import find_module
@@ -186,6 +191,9 @@ def visualize(
             out / "gradcam.png",
             names=(pool.names[i], pool.names[j]),
         )
+        if "xcos" in net.pair_heads:  # an xCos checkpoint: its own explanation of the pair (the 1x4 panel)
+            written["xcos"] = xcos_figure(net, a, b, out / "xcos.png", names=(pool.names[i], pool.names[j]),
+                                          threshold=xcos_threshold)  # fmt: skip
 
     if entries is not None:
         # the dictionary's channels index the layer it was measured at
@@ -194,6 +202,21 @@ def visualize(
             entries, net.model, pool.images, d_layer, out / "channel_dictionary.png", labels=pool.labels
         )
     return written
+
+
+def xcos_figure(loaded, image_a: np.ndarray, image_b: np.ndarray, out_png: Path, names: tuple[str, str] | None = None,
+                threshold: float | None = None) -> Path:  # fmt: skip
+    """xCos's 1x4 panel of two crops for a loaded checkpoint with an xCos head."""
+    from explainface.data.synthetic.dataset import to_tensor
+    from explainface.evaluate.scoring import create_scorer
+
+    scorer = create_scorer("xcos", loaded)
+    dev = next(loaded.model.parameters()).device
+    f = scorer.features([torch.stack([to_tensor(image_a), to_tensor(image_b)]).to(dev)])
+    parts = scorer.explain(f[[0]], f[[1]])
+    score = float(scorer.score(f[[0]], f[[1]])[0])
+    return figures.xcos_panel(image_a, image_b, parts["cosine"][0], parts["attention"][0], score, threshold, out_png,
+                              names=names)  # fmt: skip
 
 
 def _has_module(model: nn.Module, name: str) -> bool:
@@ -246,6 +269,8 @@ def add_visualize_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     )
     v.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
     v.add_argument("--seed", type=int, default=0, help="synthetic faces' seed")
+    v.add_argument("--xcos-threshold", type=float, default=None,
+                   help="xCos checkpoints: centre the patch-cosine colours here (e.g. verify's threshold; default 0)")
     v.add_argument("--device", default="cpu")
     v.set_defaults(func=_cmd_visualize)
     return v
@@ -256,7 +281,7 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     written = visualize(
         args.model, images, args.out, channels=args.channels, baseline=args.baseline, pair=args.pair,
         layer=args.layer, n_people=args.people, dictionary=args.dictionary, crop=args.crop, detector=args.detector,
-        seed=args.seed, device=args.device,
+        seed=args.seed, device=args.device, xcos_threshold=args.xcos_threshold,
     )  # fmt: skip
     for name, path in written.items():
         print(f"{name + ':':<20} {path}")

@@ -18,6 +18,8 @@ from explainface.losses.templates import (
     template_counts,
     template_index,
 )
+from explainface.losses.xcos import XCosLoss
+from explainface.losses.yin import YinLoss, YinSAD
 
 __all__ = [
     "AutoBeta",
@@ -28,6 +30,9 @@ __all__ = [
     "MapRegularizer",
     "Regularizer",
     "StepContext",
+    "XCosLoss",
+    "YinLoss",
+    "YinSAD",
     "check_regularizer_params",
     "create_regularizer",
     "list_regularizers",

@@ -10,6 +10,18 @@ numbers it wants logged after a step (the trainer writes them as CSV and
 TensorBoard columns ``<name>.<stat>``); ``STATS`` names them up front so the
 log's columns are fixed when the run starts.
 
+A regulariser may also
+
+* need more from the data than images and labels: it names it in ``NEEDS``
+  (``("landmarks",)``: each training face's 68 landmarks in the input frame,
+  ``ctx.landmarks``; the trainer asks the dataset for them);
+* have trainable parameters of its own (xCos's pair head): they are trained
+  with the network's, synchronised across processes and saved in the
+  checkpoint as ``reg.<key>.*``;
+* provide *pair heads* (`pair_heads()`): modules that score a pair of faces,
+  kept in the checkpoint so that inference can rebuild them by name
+  (`explainface.models.pair_heads`) and score with them (``--score xcos``).
+
 `MapRegularizer` is the common case: a loss of the target-layer maps alone,
 callable directly as ``reg(maps)``.
 """
@@ -34,6 +46,7 @@ class StepContext:
     model: nn.Module  # the backbone (call it for a second branch, e.g. occluded faces)
     head: nn.Module | None = None  # the identity head (classify a second branch)
     step: int = 0
+    landmarks: torch.Tensor | None = None  # [B, 68, 2] (x, y) pixels in the input frame (NaN rows: unknown)
 
 
 class Regularizer(nn.Module):
@@ -41,13 +54,26 @@ class Regularizer(nn.Module):
 
     #: Names of the values `stats()` returns; they become log columns ``<name>.<stat>``.
     STATS: ClassVar[tuple[str, ...]] = ()
+    #: What the regulariser needs from the data besides images and labels (e.g. ``("landmarks",)``).
+    NEEDS: ClassVar[tuple[str, ...]] = ()
+
+    def setup(self, model: nn.Module) -> None:
+        """Called once by the trainer with the backbone, before the optimizer is built and a checkpoint resumed:
+        a regulariser whose parameters depend on the network (a head on the target maps) creates them here."""
+
+    def pair_heads(self) -> dict[str, nn.Module]:
+        """Pair-scoring modules this regulariser trains, by registered pair-head name (see `models.pair_heads`);
+        each must have ``options()``: the JSON-able constructor options that rebuild it."""
+        return {}
 
     def loss(self, ctx: StepContext) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def stats(self) -> dict[str, float]:
-        """Numbers of the last `loss` call to log (keys: `STATS`)."""
-        return {}
+        """Numbers of the last `loss` call to log (keys: `STATS`): by default what `loss` left in ``self._stats``
+        (NaN for a key it did not set)."""
+        last = getattr(self, "_stats", None) or {}
+        return {k: last.get(k, float("nan")) for k in self.STATS}
 
 
 class MapRegularizer(Regularizer):

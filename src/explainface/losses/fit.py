@@ -354,8 +354,6 @@ class FitECLoss(MapRegularizer):
         self._stats = stats
         return loss
 
-    def stats(self) -> dict[str, float]:
-        return {k: self._stats.get(k, float("nan")) for k in self.STATS}
 
     def extra_repr(self) -> str:
         return (

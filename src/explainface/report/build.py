@@ -26,8 +26,9 @@ GALLERY_PEOPLE = 6
 
 
 def export_heldout_faces(out: Path, size: int, seed: int = 0, identities: int = 40, per_identity: int = 10,
-                         progress: bool = True) -> Path:  # fmt: skip
-    """Held-out synthetic faces at `size` in `out` (reused when an export of the same settings is there)."""
+                         progress: bool = True, occlusion: float | None = None) -> Path:  # fmt: skip
+    """Held-out synthetic faces at `size` in `out` (reused when an export of the same settings is there);
+    `occlusion` is the share of faces with an occluder (None: the generator's default for the difficulty)."""
     from explainface.data.synthetic.export import export_synthetic
 
     meta_path = out / "meta.json"
@@ -35,13 +36,14 @@ def export_heldout_faces(out: Path, size: int, seed: int = 0, identities: int = 
         meta = json.loads(meta_path.read_text())
         counts = meta.get("counts") or {}
         same = meta.get("complete") and meta.get("size") == size and meta.get("seed") == seed
+        same = same and meta.get("occlusion") == occlusion
         if same and counts.get("heldout_identities") == identities and counts.get("per_identity") == per_identity:
             return out
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*cannot supply.*pairs")  # fewer pairs than LFW's is expected
         export_synthetic(
             out, identities=0, per_identity=per_identity, size=size, heldout_identities=identities, seed=seed,
-            progress=progress,
+            progress=progress, occlusion=occlusion,
         )  # fmt: skip
     return out
 
@@ -108,6 +110,17 @@ def assemble_report(
                 if key in written:
                     figures.append({"title": key.replace("_", " ").capitalize(), "caption": caption,
                                     "png_path": str(written[key])})  # fmt: skip
+        if "xcos" in written:
+            caption = ("xCos's explanation of the pair: face A with the grid, face B, the patch cosines (red above "
+                       "the centre value, blue below) and the attention that weights them into the score.")
+            figures.append({"title": f"xCos: {e['label']}", "caption": caption, "png_path": str(written["xcos"])})
+        peaks_png = Path(e["explainability_json"]).parent / "average_peaks.png" if e.get("explainability_json") \
+            else None
+        if peaks_png is not None and peaks_png.is_file():
+            figures.append({"title": f"Average peak locations: {e['label']}", "caption": "Yin et al.'s average "
+                            "location: each channel's mean peak on the mean face, with its one-s.d. ellipse, coloured "
+                            "by its dominant part; small ellipses on parts = channels that follow parts.",
+                            "png_path": str(peaks_png)})  # fmt: skip
         models.append({
             "label": e["label"], "checkpoint": str(e["checkpoint"]), "verification": e["verification"],
             "explainability": e["explainability"], "images": {k: str(v) for k, v in imgs.items()},

@@ -71,7 +71,9 @@ def experiment_html(results: dict, curves: str | Path | None = None, galleries: 
     items = []
     for method, pics in (galleries or {}).items():
         for key, caption in (("gallery", "top-10% overlays of the most active channels (paper Figure 6)"),
-                             ("channel_dictionary", "each channel's dominant part")):  # fmt: skip
+                             ("channel_dictionary", "each channel's dominant part"),
+                             ("average_peaks", "each channel's mean peak and its spread over the faces (Yin et "
+                              "al.'s average location)")):  # fmt: skip
             if pics.get(key):
                 items.append(_figure(f"{method}, seed 0: {key.replace('_', ' ')}",
                                      f"{caption}, on {gallery_set}", pics[key]))  # fmt: skip

@@ -286,6 +286,7 @@ EXPLAIN_ROWS = [
     Row("Zero maps", "explainability", ("zero_share",), None, "pct", LOWER),
     Row("Maps with \u2264 2 peaks", "explainability", ("at_most_two_share",), None, "pct", HIGHER),
     Row("Channel overlap (mean IoU of two channels' masks)", "explainability", ("channel_overlap",), None, "f4"),
+    Row("Peak spread (px; s.d. of a channel's peak location)", "explainability", ("peak_spread",), None, "f2", LOWER),
     Row("Faces", "explainability", ("images",), None, "int"),
     Row("Layer", "explainability", ("layer",), kind="text"),
 ]

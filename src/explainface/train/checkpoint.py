@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,8 @@ class LoadedModel:
     input_size: int
     layer: str
     label: str
+    pair_heads: dict[str, torch.nn.Module] = field(default_factory=dict)  # trained pair scorers (xCos), by name
+    source: str | None = None  # the checkpoint file, when loaded from one
 
 
 def load_model(model: str | Path | torch.nn.Module, device: str = "cpu") -> LoadedModel:
@@ -129,4 +131,21 @@ def load_model(model: str | Path | torch.nn.Module, device: str = "cpu") -> Load
     net, cfg = load_model_weights(model, device)
     m = cfg.model
     layer = m.target_layer or net.target_layer
-    return LoadedModel(net, m.input_size, layer, f"{m.name} w{m.width:g} @{m.input_size}")
+    heads = load_pair_heads(model, device)
+    return LoadedModel(net, m.input_size, layer, f"{m.name} w{m.width:g} @{m.input_size}", heads, str(model))
+
+
+def load_pair_heads(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
+    """The pair heads (xCos) a checkpoint carries, rebuilt by name from its state, in eval mode; {} if none."""
+    from explainface.models.pair_heads import create_pair_head
+
+    tensors, state = load_checkpoint(path, device)
+    heads = {}
+    for name, spec in (state.get("pair_heads") or {}).items():
+        try:
+            head = create_pair_head(name, **spec["options"])
+            head.load_state_dict(unprefixed(spec["prefix"], tensors))
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"{path}: its pair head {name!r} cannot be rebuilt ({e})") from None
+        heads[name] = head.to(device).eval()
+    return heads

@@ -47,12 +47,14 @@ class ResumableBatches(Sampler[list[int]]):
             yield order[i * b : (i + 1) * b]
 
 
-def build_train_dataset(cfg: DataConfig, size: int) -> tuple[Dataset, int]:
-    """(dataset of (image tensor, label), number of identities) for `cfg.kind`."""
+def build_train_dataset(cfg: DataConfig, size: int, landmarks: bool = False) -> tuple[Dataset, int]:
+    """(dataset of (image tensor, label), number of identities) for `cfg.kind`; with `landmarks`, items are
+    (image, label, 68 landmarks [68, 2] in the input frame, NaN where unknown)."""
     if cfg.kind == "synthetic":
         from explainface.data.synthetic import SyntheticFaceDataset
 
-        ds = SyntheticFaceDataset(cfg.identities, cfg.per_identity, size=size, seed=cfg.seed, difficulty=cfg.difficulty)
+        ds = SyntheticFaceDataset(cfg.identities, cfg.per_identity, size=size, seed=cfg.seed, difficulty=cfg.difficulty,
+                                  landmarks=landmarks)  # fmt: skip
         return ds, ds.num_classes
     if cfg.root is None:
         raise ValueError(f"data.kind={cfg.kind!r} needs data.root")
@@ -61,13 +63,27 @@ def build_train_dataset(cfg: DataConfig, size: int) -> tuple[Dataset, int]:
 
         _check_crop_cache(Path(cfg.root), size)
         index = scan_identity_folders(cfg.root)
-        return IdentityFolderDataset(index, size=size), len(index.identities)
+        return IdentityFolderDataset(index, size=size, landmarks=landmarks), len(index.identities)
     if cfg.kind == "recordio":
         from explainface.data.recordio import RecordIODataset
 
         ds = RecordIODataset(cfg.root, size=size)
-        return ds, ds.num_classes
+        return (UnknownLandmarks(ds) if landmarks else ds), ds.num_classes
     raise ValueError(f"data.kind must be synthetic, folder or recordio, got {cfg.kind!r}")
+
+
+class UnknownLandmarks(Dataset):
+    """(image, label) items + NaN landmarks, for data that carries none (RecordIO)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        image, label = self.dataset[i]
+        return image, label, torch.full((68, 2), float("nan"))
 
 
 def _check_crop_cache(root: Path, size: int) -> None:

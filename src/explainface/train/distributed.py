@@ -63,6 +63,17 @@ def all_agree(flag: bool, d: Dist, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def average_gradients(params: list[torch.Tensor], d: Dist) -> None:
+    """Average the gradients of `params` over the ranks (for parameters outside DDP; a missing grad counts 0)."""
+    if not d.enabled or not params:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(d.world)
+
+
 def replica_max_difference(params: list[torch.Tensor], d: Dist) -> float:
     """Largest absolute difference between this rank's parameters and rank 0's (0 when alone)."""
     if not d.enabled:

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from explainface.data.landmarks import mirror_landmarks
 from explainface.losses import StepContext, create_regularizer, make_beta
 from explainface.losses.beta import regularized_loss
 from explainface.models import FeatureCapture, create_head, create_model, identity_loss
@@ -49,6 +50,9 @@ from explainface.train.checkpoint import (
 )
 from explainface.train.config import TrainConfig, regularizer_options, start_step
 from explainface.train.data import ResumableBatches, build_pair_set, build_train_dataset
+
+#: What a regulariser may ask of the data (`Regularizer.NEEDS`).
+DATA_NEEDS = frozenset({"landmarks"})
 
 #: Columns of every run's metrics.csv; each regulariser adds ``<name>.loss``, ``<name>.beta``, ``<name>.<stat>``.
 METRIC_FIELDS = ["step", "epoch", "lr", "loss", "id_loss", "reg_loss", "grad_norm", "images_per_s"]
@@ -111,7 +115,15 @@ class Trainer:
         self.progress = progress and self.dist.main
 
         m = cfg.model
-        self.dataset, self.num_classes = build_train_dataset(cfg.data, m.input_size)
+        # eq. 7 with any registered regularisers, each with its own beta (no regulariser-specific code here)
+        self.reg_keys = regularizer_keys(cfg.regularizers)
+        self.regs = nn.ModuleList(create_regularizer(s["name"], **regularizer_options(s)) for s in cfg.regularizers)
+        needs = {need for reg in self.regs for need in reg.NEEDS}
+        if needs - DATA_NEEDS:
+            raise ValueError(f"a regularizer needs {', '.join(sorted(needs - DATA_NEEDS))} from the data; the "
+                             f"trainer provides {', '.join(sorted(DATA_NEEDS))}")  # fmt: skip
+        self.with_landmarks = "landmarks" in needs
+        self.dataset, self.num_classes = build_train_dataset(cfg.data, m.input_size, landmarks=self.with_landmarks)
         model = create_model(m.name, width=m.width, input_size=m.input_size, embedding_dim=m.embedding_dim,
                              dropout=m.dropout)  # fmt: skip
         h = cfg.head
@@ -121,22 +133,22 @@ class Trainer:
         elif h.name == "partial_fc":
             head_kw = {"s": h.s, "m": h.m, "sample_rate": h.sample_rate, "margin": h.margin}
         head = create_head(h.name, m.embedding_dim, self.num_classes, **head_kw)
+        for reg in self.regs:  # a regulariser with parameters of its own (a pair head) creates them here
+            reg.setup(model)
+        self.regs.to(self.device)
         self.module = TrainModule(model, head, m.target_layer).to(self.device)
         # channels-last: measured 1.3x faster training steps on the CPU too (vgg16_bn w0.25, 112, batch 64)
         self.channels_last = r.channels_last in ("auto", True)
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
-        # eq. 7 with any registered regularisers, each with its own beta (no regulariser-specific code here)
-        self.reg_keys = regularizer_keys(cfg.regularizers)
-        self.regs = nn.ModuleList(
-            create_regularizer(s["name"], **regularizer_options(s)) for s in cfg.regularizers
-        ).to(self.device)
         self.betas = [make_beta(s["beta"]) for s in cfg.regularizers]
         self.metric_fields = METRIC_FIELDS + [
             f"{key}.{col}" for key, reg in zip(self.reg_keys, self.regs) for col in ("loss", "beta", *reg.STATS)
         ]
         o = cfg.optim
-        self.opt = torch.optim.SGD(self.module.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        # the regularisers' own parameters (an xCos head) come last: old checkpoints' optimizer indices still fit
+        self.params = list(self.module.parameters()) + list(self.regs.parameters())
+        self.opt = torch.optim.SGD(self.params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
@@ -180,13 +192,21 @@ class Trainer:
             return o.lr
         raise ValueError(f"optim.schedule must be cosine, step or constant, got {o.schedule!r}")
 
-    def _flip(self, x: torch.Tensor) -> torch.Tensor:
-        """Random horizontal flips decided by (seed, rank, step): the same on a resumed run."""
+    def _flip(
+        self, x: torch.Tensor, landmarks: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Random horizontal flips decided by (seed, rank, step): the same on a resumed run; the landmarks of a
+        flipped face are mirrored with it (x and the left/right numbering)."""
+        if landmarks is not None:
+            landmarks = landmarks.to(self.device, torch.float32)
         if not self.cfg.data.flip:
-            return x
+            return x, landmarks
         g = torch.Generator().manual_seed((self.cfg.run.seed * 7919 + self.dist.rank) * 1_000_003 + self.step)
         mask = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
-        return torch.where(mask[:, None, None, None], torch.flip(x, dims=[3]), x)
+        x = torch.where(mask[:, None, None, None], torch.flip(x, dims=[3]), x)
+        if landmarks is not None:
+            landmarks = torch.where(mask[:, None, None], mirror_landmarks(landmarks, x.shape[3]), landmarks)
+        return x, landmarks
 
     # ------------------------------------------------------------ checkpoints
     def save(self) -> None:
@@ -197,6 +217,8 @@ class Trainer:
             **prefixed("model", self.module.model.state_dict()),
             **prefixed("head", self.module.head.state_dict()),
         }
+        for key, reg in zip(self.reg_keys, self.regs):
+            tensors.update(prefixed(f"reg.{key}", reg.state_dict()))
         tensors.update(opt_t)
         tensors["rng.torch"] = torch.get_rng_state()
         if self.device.type == "cuda":
@@ -211,8 +233,22 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "num_classes": self.num_classes,
             "world_size": self.dist.world,
+            "pair_heads": self._pair_heads(),
         }
         save_checkpoint(self.ckpt_path, tensors, state)
+
+    def _pair_heads(self) -> dict[str, dict]:
+        """The pair heads the regularisers train, for inference: name -> options and the prefix of its tensors."""
+        heads: dict[str, dict] = {}
+        for key, reg in zip(self.reg_keys, self.regs):
+            for name, head in reg.pair_heads().items():
+                path = next((n for n, mod in reg.named_modules() if mod is head), None)
+                if path is None:
+                    raise ValueError(f"regularizer {key!r}: pair head {name!r} is not one of its submodules")
+                if name in heads:
+                    raise ValueError(f"two regularizers train a pair head named {name!r}")
+                heads[name] = {"options": head.options(), "prefix": f"reg.{key}.{path}".rstrip(".")}
+        return heads
 
     def _resume(self) -> None:
         if not self.ckpt_path.is_file():
@@ -224,6 +260,12 @@ class Trainer:
             )
         self.module.model.load_state_dict(unprefixed("model", tensors))
         self.module.head.load_state_dict(unprefixed("head", tensors))
+        for key, reg in zip(self.reg_keys, self.regs):
+            own = unprefixed(f"reg.{key}", tensors)
+            if own:
+                reg.load_state_dict(own)
+            elif any(True for _ in reg.parameters()):
+                raise ValueError(f"{self.ckpt_path}: the checkpoint has no weights for regularizer {key!r}")
         restore_optimizer(self.opt, tensors, state["optimizer"])
         betas = state.get("betas")
         if betas is None and "beta" in state and self.betas:  # a checkpoint from before regularisers were pluggable
@@ -273,8 +315,8 @@ class Trainer:
                     self.tb.add_scalar(f"{prefix}/{k.replace('.', '/')}", float(v), row["step"])
 
     # --------------------------------------------------------------- training
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        x = self._flip(x.to(self.device, non_blocking=True))
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, landmarks: torch.Tensor | None = None) -> dict[str, float]:
+        x, landmarks = self._flip(x.to(self.device, non_blocking=True), landmarks)
         y = y.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -295,7 +337,7 @@ class Trainer:
             row.update({f"{key}.{col}": math.nan for col in ("loss", "beta", *self.regs[i].STATS)})
         if active:  # eq. 7; an AutoBeta also folds in this step's gradient norms
             ctx = StepContext(images=x, labels=y, maps=feat, embedding=emb, model=self.module.model,
-                              head=self.module.head, step=self.step)  # fmt: skip
+                              head=self.module.head, step=self.step, landmarks=landmarks)  # fmt: skip
             reg_losses = [self.regs[i].loss(ctx) for i in active]
             terms = [(self.reg_keys[i], r, self.betas[i]) for i, r in zip(active, reg_losses)]
             loss = regularized_loss(id_loss.float(), terms, features=feat)
@@ -309,9 +351,11 @@ class Trainer:
             loss = id_loss.float()
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.dist.enabled:  # the regularisers' own parameters are outside DDP: average their gradients here
+            dd.average_gradients(list(self.regs.parameters()), self.dist)
         self.scaler.unscale_(self.opt)
         clip = self.cfg.optim.grad_clip
-        params = [p for p in self.module.parameters() if p.grad is not None]
+        params = [p for p in self.params if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))
         self.scaler.step(self.opt)
         self.scaler.update()
@@ -330,13 +374,16 @@ class Trainer:
         """10-fold verification accuracy on the validation pairs (rank 0), logged to val.csv."""
         if self.pairs is None:
             return None
-        from explainface.evaluate.verification import embed, kfold_accuracy
+        from explainface.evaluate.scoring import create_scorer
+        from explainface.evaluate.verification import kfold_accuracy
+        from explainface.train.checkpoint import LoadedModel
 
-        model = self.module.model
-        batches = [self.pairs.images[i : i + 128].to(self.device) for i in range(0, len(self.pairs.images), 128)]
-        emb = embed(model, batches).cpu().numpy()
-        a, b = self.pairs.index[:, 0], self.pairs.index[:, 1]
-        scores = (emb[a] * emb[b]).sum(1)
+        model, m = self.module.model, self.cfg.model
+        heads = {name: head for reg in self.regs for name, head in reg.pair_heads().items()}
+        loaded = LoadedModel(model, m.input_size, m.target_layer or model.target_layer, m.name, heads)
+        scorer = create_scorer("auto", loaded)  # the run's own score: xCos for a run that trains an xCos head
+        batches = (self.pairs.images[i : i + 128].to(self.device) for i in range(0, len(self.pairs.images), 128))
+        scores = scorer.score_pairs(scorer.features(batches), self.pairs.index[:, 0], self.pairs.index[:, 1])
         res = kfold_accuracy(scores, self.pairs.same, self.pairs.folds)
         row = {"step": self.step, "accuracy": res["accuracy_mean"], "std": res["accuracy_std"]}
         self._log(self.val_path, ["step", "accuracy", "std"], row, "val")
@@ -358,8 +405,9 @@ class Trainer:
             while not stop:
                 epoch, offset = divmod(self.step, steps_per_epoch)
                 self.sampler.set_epoch(epoch, offset)
-                for x, y in self.loader:
-                    last = self.train_step(x, y)
+                for batch in self.loader:
+                    x, y = batch[0], batch[1]
+                    last = self.train_step(x, y, batch[2] if self.with_landmarks else None)
                     window_n += x.shape[0] * self.dist.world
                     if self.dist.main and (self.step % cfg.run.log_every == 0 or self.step == self.total_steps):
                         now = time.perf_counter()
@@ -387,7 +435,7 @@ class Trainer:
             bar.close()
         elapsed = time.perf_counter() - start_time  # training only: the final validation is not counted
         val = self.validate() if self.dist.main else None
-        replica_diff = dd.replica_max_difference(list(self.module.parameters()), self.dist)
+        replica_diff = dd.replica_max_difference(self.params, self.dist)
         summary = {
             "steps": self.step,
             "total_steps": self.total_steps,
@@ -427,8 +475,8 @@ def measure_step_seconds(cfg: TrainConfig, out_dir: str | Path, steps: int = 8) 
     cfg.optim.max_steps, cfg.optim.max_minutes, cfg.val.pairs = steps + 1, None, None
     t = Trainer(cfg, out_dir, progress=False)
     times, last = [], None
-    for x, y in t.loader:
-        t.train_step(x, y)
+    for batch in t.loader:
+        t.train_step(batch[0], batch[1], batch[2] if t.with_landmarks else None)
         now = time.perf_counter()
         if last is not None:
             times.append(now - last)

@@ -37,7 +37,8 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 class SyntheticFaceDataset(Dataset):
     """`identities` x `per_identity` synthetic faces with class labels 0..identities-1.
 
-    Items are ``(image, label)``; with ``annotations=True`` they are dicts with
+    Items are ``(image, label)``, ``(image, label, landmarks)`` with ``landmarks=True``; with
+    ``annotations=True`` they are dicts with
     ``image``, ``label``, ``identity``, ``index``, ``landmarks`` ([68, 2] float32,
     pixels) and ``parts`` ([S, S] int64 part labels).
     """
@@ -51,6 +52,7 @@ class SyntheticFaceDataset(Dataset):
         difficulty: str | float = "medium",
         split: Split = "train",
         annotations: bool = False,
+        landmarks: bool = False,
     ) -> None:
         if identities < 1 or per_identity < 1:
             raise ValueError(f"need at least one identity and one image each, got {identities} x {per_identity}")
@@ -59,6 +61,7 @@ class SyntheticFaceDataset(Dataset):
         self.size = size
         self.split = split
         self.annotations = annotations
+        self.landmarks = landmarks
         self.faces = SyntheticFaces(seed, difficulty)
 
     def __len__(self) -> int:
@@ -84,7 +87,7 @@ class SyntheticFaceDataset(Dataset):
         s = self.faces.sample(identity, index, self.size)
         image = to_tensor(s.image)
         if not self.annotations:
-            return image, label
+            return (image, label, torch.from_numpy(s.landmarks)) if self.landmarks else (image, label)
         return {
             "image": image,
             "label": label,

@@ -98,6 +98,7 @@ def export_synthetic(
     pairs_per_fold: int = 300,
     workers: int = 0,
     progress: bool = True,
+    occlusion: float | None = None,
 ) -> dict:
     """Write `identities` train and `heldout_identities` held-out identities of `per_identity` samples each,
     with landmarks, part maps, held-out `pairs.txt` and `meta.json`; return a summary dict.
@@ -120,7 +121,7 @@ def export_synthetic(
     heldout = default_heldout_identities(identities) if heldout_identities is None else heldout_identities
     if heldout < 0:
         raise ValueError(f"heldout_identities must be >= 0, got {heldout}")
-    SyntheticFaces(seed, difficulty)  # validate seed/difficulty here rather than in a worker
+    SyntheticFaces(seed, difficulty, occlusion)  # validate seed/difficulty here rather than in a worker
 
     out = Path(out_dir)
     _check_output_dir(out)
@@ -136,6 +137,7 @@ def export_synthetic(
         "generator_version": _generator_version(),
         "seed": seed,
         "difficulty": difficulty,
+        "occlusion": occlusion,
         "size": size,
         "image_format": image_format,
         "jpeg": {"quality": JPEG_QUALITY, "chroma_subsampling": "4:4:4"} if image_format == "jpg" else None,
@@ -172,7 +174,7 @@ def export_synthetic(
     tasks = [(out / split, i, per_identity, size, image_format) for split, ids in splits.items() for i in ids]
     for split, ids in splits.items():
         _remove_stale(out / split, {identity_name(i): _sample_files(i, per_identity, image_format) for i in ids})
-    _generate(tasks, seed, difficulty, workers, progress)
+    _generate(tasks, seed, difficulty, workers, progress, occlusion)
 
     pairs_path, folds, per_fold = None, 0, 0
     if heldout:
@@ -266,10 +268,10 @@ def _remove_stale(split_dir: Path, expected: dict[str, set[str]]) -> None:
 _worker_generator: SyntheticFaces | None = None
 
 
-def _init_worker(seed: int, difficulty: str | float) -> None:
+def _init_worker(seed: int, difficulty: str | float, occlusion: float | None = None) -> None:
     global _worker_generator
     cv2.setNumThreads(1)  # one process per core already
-    _worker_generator = SyntheticFaces(seed, difficulty)
+    _worker_generator = SyntheticFaces(seed, difficulty, occlusion)
 
 
 def _export_identity_in_worker(task: tuple[Path, int, int, int, str]) -> int:
@@ -292,10 +294,11 @@ def _export_identity(generator: SyntheticFaces, task: tuple[Path, int, int, int,
     return per_identity
 
 
-def _generate(tasks: list, seed: int, difficulty: str | float, workers: int, progress: bool) -> None:
+def _generate(tasks: list, seed: int, difficulty: str | float, workers: int, progress: bool,
+              occlusion: float | None = None) -> None:  # fmt: skip
     bar = tqdm(total=len(tasks), unit="identity", desc="synthetic export", disable=not progress)
     if workers <= 0:
-        generator = SyntheticFaces(seed, difficulty)
+        generator = SyntheticFaces(seed, difficulty, occlusion)
         for task in tasks:
             _export_identity(generator, task)
             bar.update()
@@ -303,7 +306,8 @@ def _generate(tasks: list, seed: int, difficulty: str | float, workers: int, pro
         # spawn, not fork: the parent may hold torch/OpenMP or OpenCV thread pools that do not survive a fork.
         # An executor, not multiprocessing.Pool: a worker that dies raises BrokenProcessPool instead of hanging.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(seed, difficulty)) as ex:
+        args = (seed, difficulty, occlusion)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=args) as ex:
             for future in as_completed([ex.submit(_export_identity_in_worker, task) for task in tasks]):
                 future.result()
                 bar.update()

@@ -177,7 +177,7 @@ class SyntheticFaces:
     Deterministic per (seed, identity, index); identities are cached (cheap to rebuild).
     """
 
-    def __init__(self, seed: int = 0, difficulty: str | float = "medium") -> None:
+    def __init__(self, seed: int = 0, difficulty: str | float = "medium", occlusion: float | None = None) -> None:
         if isinstance(difficulty, str):
             if difficulty not in DIFFICULTIES:
                 raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)} or a number, got {difficulty!r}")
@@ -188,8 +188,11 @@ class SyntheticFaces:
                 raise ValueError(f"difficulty must be in [0, 3], got {difficulty}")
         if int(seed) < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
+        if occlusion is not None and not 0.0 <= float(occlusion) <= 1.0:
+            raise ValueError(f"occlusion must be a probability in [0, 1], got {occlusion}")
         self.seed = int(seed)
         self.difficulty = difficulty
+        self.occlusion = None if occlusion is None else float(occlusion)
         self.level = level
         self._identities: dict[int, Identity] = {}
 
@@ -213,10 +216,11 @@ class SyntheticFaces:
             raise ValueError(f"index must be >= 0, got {index}")
         person = self.identity(identity)
         rng = np.random.default_rng([self.seed, 2, identity, index])
-        return _render_sample(person, rng, self.level, size, identity, index)
+        return _render_sample(person, rng, self.level, size, identity, index, self.occlusion)
 
 
-def _render_sample(person: Identity, rng: np.random.Generator, d: float, size: int, identity: int, index: int):
+def _render_sample(person: Identity, rng: np.random.Generator, d: float, size: int, identity: int, index: int,
+                   occlusion: float | None = None):  # fmt: skip
     shape, look = person.shape, person.look
     k = size / 112.0  # pixel-size scale for strokes and blur
     expr = Expression(
@@ -301,7 +305,7 @@ def _render_sample(person: Identity, rng: np.random.Generator, d: float, size: i
             render.ellipse(img, c, axes, np.degrees(pose.roll), (30, 30, 30), max(1, int(round(1.2 * k))))
         render.line(img, lm[[39, 42]], (30, 30, 30), 1.2 * k)
 
-    if rng.random() < 0.2 * d:
+    if rng.random() < (0.2 * d if occlusion is None else occlusion):  # the same draw either way
         _draw_occluder(img, rng, lm, pose, skin)
 
     img_f = render.apply_lighting(
