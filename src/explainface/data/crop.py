@@ -15,6 +15,7 @@ level; PNG on request). `dst` also holds:
     crop_meta.json    the settings (size, margin, detector, format); a cache made otherwise is re-cropped
     crop_index.csv    one row per crop: source, status (face | centre), the square in source pixels, the box
     crop_report.json  the counts of the last run and the names of the bad files
+    <stem>.pts        with `--landmarks`: dlib's 68 points of each face crop (`crop_landmarks.landmark_crops`)
 
 A crop is cached (not redone) when its file is newer than its source, it has an index row, and the settings
 match; a killed run resumes from the last index write (every ~10 s). Unreadable or truncated files and
@@ -586,6 +587,9 @@ def add_crop_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         help="no face found: centre crop (default) or skip the image",
     )
     c.add_argument("--format", choices=IMAGE_FORMATS, default="jpg", help="crop format (default jpg, quality 95)")
+    c.add_argument("--landmarks", action="store_true",
+                   help="also write dlib's 68 landmarks of each face crop as <stem>.pts beside it (cached), for "
+                   "methods that place things on the face (yin)")  # fmt: skip
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=run_crop)
     return c
@@ -619,4 +623,11 @@ def run_crop(args: argparse.Namespace) -> int:
             shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
             print(f"{what}: {len(names)}: {shown}")
     print(f"report:     {Path(r.dst_root) / REPORT_FILE}")
+    if args.landmarks:
+        from explainface.data.crop_landmarks import landmark_crops
+
+        n = landmark_crops(r.dst_root, progress=not args.quiet)
+        print(f"landmarks:  {n['written']} written + {n['cached']} cached, {n['no_face']} centre crops without, "
+              f"{n['not_found']} not found, {n['failed']} failed" + (f": {', '.join(list(n['failed_files'])[:10])}"
+                                                                    if n["failed"] else ""))  # fmt: skip
     return 1 if r.total and r.unreadable == r.total else 0
