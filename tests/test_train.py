@@ -164,11 +164,13 @@ def test_a_killed_run_resumes_and_ends_with_the_same_weights(tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
-def test_torchrun_with_two_cpu_processes_keeps_replicas_identical(tmp_path):
+@pytest.mark.parametrize("regularizers", [[], ["regularizers=[{name: xcos, beta: 1.0, reference: null, pairs: 16}]"]],
+                         ids=["ecloss", "xcos-head-outside-ddp"])  # fmt: skip
+def test_torchrun_with_two_cpu_processes_keeps_replicas_identical(tmp_path, regularizers):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "explainface",
            "train", "--config", str(ROOT / "configs/cpu/vgg16_bn_ecloss.yaml"), "--out", str(out), "--quiet", *TINY,
-           "optim.max_steps=6"]  # fmt: skip
+           "optim.max_steps=6", *regularizers]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -63,6 +63,15 @@ def all_agree(flag: bool, d: Dist, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def broadcast_from_rank0(tensors: list[torch.Tensor], d: Dist) -> None:
+    """Overwrite `tensors` in place with rank 0's values (what DDP does for its own module at start)."""
+    if not d.enabled:
+        return
+    with torch.no_grad():
+        for t in tensors:
+            dist.broadcast(t, src=0)
+
+
 def average_gradients(params: list[torch.Tensor], d: Dist) -> None:
     """Average the gradients of `params` over the ranks (for parameters outside DDP; a missing grad counts 0)."""
     if not d.enabled or not params:

@@ -166,6 +166,8 @@ class Trainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+            # the regularisers' own parameters are outside DDP: start every process from rank 0's, as DDP does
+            dd.broadcast_from_rank0([*self.regs.parameters(), *self._reg_state_buffers()], self.dist)
         self.ckpt_path = self.out / "checkpoints" / "last.safetensors"
         self._resume()
 
@@ -236,6 +238,11 @@ class Trainer:
             "pair_heads": self._pair_heads(),
         }
         save_checkpoint(self.ckpt_path, tensors, state)
+
+    def _reg_state_buffers(self) -> list[torch.Tensor]:
+        """The regularisers' saved buffers (BatchNorm statistics of a pair head), not caches such as templates."""
+        params = {name for name, _ in self.regs.named_parameters()}
+        return [t for name, t in self.regs.state_dict().items() if name not in params and t.numel()]
 
     def _pair_heads(self) -> dict[str, dict]:
         """The pair heads the regularisers train, for inference: name -> options and the prefix of its tensors."""
@@ -359,6 +366,8 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))
         self.scaler.step(self.opt)
         self.scaler.update()
+        if self.dist.enabled:  # and their buffers (BatchNorm statistics) follow rank 0's, as DDP's do
+            dd.broadcast_from_rank0(self._reg_state_buffers(), self.dist)
         self.step += 1
         return {
             "lr": lr,
