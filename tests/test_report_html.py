@@ -15,8 +15,10 @@ import pytest
 from browser import WINDOW, chromium_path, render
 from explainface.report import render_report
 
-SECTION_IDS = ["summary", "verification", "explainability", "channel-dictionary", "galleries", "reproduce", "about"]
-HEADINGS = ["Summary", "Verification", "Explainability", "Channel dictionary", "Galleries", "Reproduce", "About"]
+SECTION_IDS = ["summary", "verification", "explainability", "channel-dictionary", "galleries", "why", "reproduce",
+               "about"]  # fmt: skip
+HEADINGS = ["Summary", "Verification", "Explainability", "Channel dictionary", "Galleries", "Why these match",
+            "Reproduce", "About"]  # fmt: skip
 DASH = "\u2014"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 

@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     from explainface.explain.visualize import add_visualize_parser
 
     add_visualize_parser(sub)
+    from explainface.explain.why_pipeline import add_why_parser
+
+    add_why_parser(sub)
     from explainface.report.build import add_report_parser
 
     add_report_parser(sub)

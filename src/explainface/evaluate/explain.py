@@ -94,11 +94,8 @@ def folder_samples(
     model-input crops); `"auto"` picks "none" for a synthetic export or crop cache, else "detect".
     `limit` takes that many images, drawn with `seed` (all when None).
     """
-    from explainface.data.crop import crop_face, is_model_input_folder
+    from explainface.data.crop import is_model_input_folder
     from explainface.data.detect import create_detector
-    from explainface.data.images import load_image_rgb, resize_image
-    from explainface.data.landmarks import read_landmarks
-    from explainface.data.part_masks import crop_label_map, part_label_map, predict_landmarks68
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -119,37 +116,54 @@ def folder_samples(
     det = create_detector(detector) if crop == "detect" else None
     for path in tqdm(files, desc="faces", unit="img", disable=not progress):
         name = str(path.relative_to(folder))
-        stem = path.with_name(path.name.rsplit(".", 1)[0])
         try:
-            image = load_image_rgb(path)
-            h, w = image.shape[:2]
-            labels_full, source, pts = None, None, None
-            label_png, pts_file = stem.with_name(stem.name + PARTS_SUFFIX), stem.with_suffix(".pts")
-            if label_png.is_file():
-                labels_full, source = load_label_png(label_png, (h, w)), "parts.png"
-            elif pts_file.is_file():
-                pts, source = read_landmarks(pts_file), "pts"
-            elif landmarks == "auto":
-                pts, source = predict_landmarks68(image), "dlib"
-                if pts is None:
-                    counts.skip(name, "no landmarks file and dlib found no face")
-                    continue
-            else:
-                counts.skip(name, "no .pts or .parts.png beside it")
-                continue
-            if labels_full is None:
-                labels_full = part_label_map(pts, h, w)
-            if crop == "detect":
-                face, info = crop_face(image, det, size=size)
-                square = info.square
-                labels = crop_label_map(labels_full, square, size)
-            else:
-                face, labels = resize_image(image, size), _resize_nearest(labels_full, size)  # same stretch
+            sample = face_sample(path, size, crop, det, landmarks, name=name)
         except (OSError, ValueError) as err:
-            counts.skip(name, str(err))
+            problem = str(err)
+            counts.skip(name, problem[len(f"{path}: "):] if problem.startswith(f"{path}: ") else problem)
             continue
-        counts.add(source)
-        yield PartSample(name, face, labels, source)
+        counts.add(sample.source)
+        yield sample
+
+
+def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, landmarks: str = "auto",
+                name: str | None = None) -> PartSample:  # fmt: skip
+    """One face file at the model input size with its part labels (see `folder_samples` for `crop` and
+    `landmarks`; `detector` is a name or a detector instance). Raises ValueError naming the file when it has no
+    landmarks (no `.pts` / `.parts.png` beside it and dlib finds no face, or `landmarks="file"`)."""
+    from explainface.data.crop import crop_face, is_model_input_folder
+    from explainface.data.detect import create_detector
+    from explainface.data.images import load_image_rgb, resize_image
+    from explainface.data.landmarks import read_landmarks
+    from explainface.data.part_masks import crop_label_map, part_label_map, predict_landmarks68
+
+    path = Path(path)
+    if crop == "auto":
+        crop = "none" if is_model_input_folder(path.parent) or is_model_input_folder(path.parent.parent) else "detect"
+    stem = path.with_name(path.name.rsplit(".", 1)[0])
+    image = load_image_rgb(path)
+    h, w = image.shape[:2]
+    labels_full, source, pts = None, None, None
+    label_png, pts_file = stem.with_name(stem.name + PARTS_SUFFIX), stem.with_suffix(".pts")
+    if label_png.is_file():
+        labels_full, source = load_label_png(label_png, (h, w)), "parts.png"
+    elif pts_file.is_file():
+        pts, source = read_landmarks(pts_file), "pts"
+    elif landmarks == "auto":
+        pts, source = predict_landmarks68(image), "dlib"
+        if pts is None:
+            raise ValueError(f"{path}: no landmarks file and dlib found no face")
+    else:
+        raise ValueError(f"{path}: no .pts or .parts.png beside it")
+    if labels_full is None:
+        labels_full = part_label_map(pts, h, w)
+    if crop == "detect":
+        det = create_detector(detector or "hog") if detector is None or isinstance(detector, str) else detector
+        face, info = crop_face(image, det, size=size)
+        labels = crop_label_map(labels_full, info.square, size)
+    else:
+        face, labels = resize_image(image, size), _resize_nearest(labels_full, size)  # same stretch
+    return PartSample(name or str(path), face, labels, source)
 
 
 def load_label_png(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -211,7 +225,7 @@ def explain(
     find_module(net, layer)  # a wrong name fails before any face is loaded
     counts = SampleCounts()
     n = limit if limit is not None or str(data) != SYNTHETIC else max(images, 200)
-    samples = _samples(data, size, crop, detector, landmarks, n, seed, counts, progress)
+    samples = face_samples(data, size, crop, detector, landmarks, n, seed, counts, progress)
 
     acc = ExplainabilityAccumulator(size=size, rho=rho)
     peaks = PeakLocations(size)
@@ -261,7 +275,7 @@ def batched(items, n: int) -> Iterator[list]:
         yield chunk
 
 
-def _samples(data, size: int, crop: str, detector: str, landmarks: str, limit: int | None, seed: int,
+def face_samples(data, size: int, crop: str, detector: str, landmarks: str, limit: int | None, seed: int,
              counts: SampleCounts, progress: bool):  # fmt: skip
     """The faces of `data` ("synthetic": `limit` generated held-out faces, default 200; else a folder)."""
     if str(data) == SYNTHETIC:
@@ -296,7 +310,7 @@ def average_peaks(model: str | Path, data: str | Path, out_dir: str | Path, limi
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_model(model, device)
     peaks = PeakLocations(loaded.input_size)
-    samples = _samples(data, loaded.input_size, crop, detector, landmarks, limit, seed, SampleCounts(), progress)
+    samples = face_samples(data, loaded.input_size, crop, detector, landmarks, limit, seed, SampleCounts(), progress)
     for chunk in batched(samples, batch):
         x = torch.stack([to_tensor(s.image) for s in chunk]).to(device)
         with torch.no_grad():

@@ -435,3 +435,70 @@ def xcos_panel(
     ax.imshow(attention, cmap="magma", interpolation="nearest")
     ax.set_title("attention", fontsize=8, pad=3)
     return _save(fig, out_png)
+
+
+def why_figure(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    labels_a: np.ndarray,
+    labels_b: np.ndarray,
+    result: Mapping,
+    overlays: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    out_png: str | Path = "why.png",
+    names: tuple[str, str] | None = None,
+    method: str = "channels",
+) -> Path:
+    """`explainface why`'s panel: both faces with each part shaded by its contribution to their similarity (red:
+    supports the match, blue: argues against it; `method`'s numbers), the parts' contributions by both methods
+    as bars, and for the top parts the two faces' part-channel overlays (`overlays`: part -> (heat A, heat B))."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    from explainface.explain.why import PARTS
+
+    parts = result["parts"]
+    vals = {p: parts[p][method] for p in PARTS if parts[p].get(method) is not None}
+    if not vals and method == "channels":  # a network with no part channels: shade by occlusion
+        method, vals = "occlusion", {p: parts[p]["occlusion"] for p in PARTS if parts[p].get("occlusion") is not None}
+    span = max([abs(v) for v in vals.values()] + [1e-6])
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdBu_r"]
+
+    def shaded(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        out = image.astype(np.float64).copy()
+        for p, v in vals.items():
+            m = labels == PART_INDEX[p]
+            out[m] = 0.45 * out[m] + 0.55 * 255 * np.array(cmap(norm(v))[:3])
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    cols = max(4, 2 * len(overlays))
+    grid = TileGrid(2, cols, left=0.15, top=0.75 + TITLE, vgap=GAP + 2 * TITLE, tile=1.5, min_width=6.4)
+    fig = grid.figure()
+    cos, thr = result["cosine"], result.get("threshold")
+    verdict = "" if thr is None else (f"  same person (>= {thr:.2f})" if cos >= thr else f"  different (< {thr:.2f})")
+    sub = f"A: {_short(names[0], 28)}    B: {_short(names[1], 28)}" if names is not None else ""
+    _header(fig, grid, grid.left, f"Why: cos(A, B) = {cos:.3f}{verdict}", sub)
+    for c, (img, lab, t) in enumerate([(image_a, labels_a, "A: parts shaded"), (image_b, labels_b, "B")]):
+        ax = grid.tile_axes(fig, 0, c)
+        ax.imshow(shaded(img, lab))
+        ax.set_title(f"{t} ({method})", fontsize=8, pad=3)
+    x, y = grid.box(0, 2)
+    width = grid.box(0, cols - 1)[0] + grid.tile - x
+    ax = fig.add_axes(grid.rect(x + 0.55, y, width - 0.6, grid.tile))
+    ys = np.arange(len(PARTS))
+    for m, off, color in (("channels", -0.2, "#444444"), ("occlusion", 0.2, "#bbbbbb")):
+        v = [parts[p][m] if parts[p].get(m) is not None else 0.0 for p in PARTS]
+        ax.barh(ys + off, v, height=0.38, color=color, label=m)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(ys, PARTS, fontsize=7)
+    ax.invert_yaxis()
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel("cos - cos without the part", fontsize=7)
+    ax.legend(fontsize=6, loc="lower right", frameon=False)
+    for k, (p, (ha, hb)) in enumerate(overlays.items()):
+        for j, (img, heat) in enumerate(((image_a, ha), (image_b, hb))):
+            ax = grid.tile_axes(fig, 1, 2 * k + j)
+            ax.imshow(heat_overlay(img, heat))
+            ax.set_title(f"{p} channels on {'AB'[j]}", fontsize=8, pad=3)
+    return _save(fig, out_png)

@@ -125,8 +125,19 @@ def assemble_report(
             "label": e["label"], "checkpoint": str(e["checkpoint"]), "verification": e["verification"],
             "explainability": e["explainability"], "images": {k: str(v) for k, v in imgs.items()},
         })  # fmt: skip
+    why = []
+    first = entries[0]
+    verify_dir = Path(first["roc"]).parent if first.get("roc") is not None else None
+    if verify_dir is not None and (verify_dir / "embeddings.npy").is_file():
+        from explainface.explain.why_pipeline import why_examples
+
+        dictionary = first.get("explainability_json")
+        for kind, ex in why_examples(first["checkpoint"], verify_dir, out / ROLES[0] / "why", dictionary).items():
+            if "png" in ex:
+                why.append({"kind": f"{first['label']}: {kind}", "summary": ex["summary"], "png_path": ex["png"]})
     report = {
         "title": title,
+        "why": why,
         "subtitle": " vs ".join(m["label"] for m in models),
         "notes": notes or [],
         "created": _dt.datetime.now().isoformat(timespec="seconds"),

@@ -12,6 +12,7 @@ The input, every key optional except `models`:
          "images": {name: png_path}}],  # "roc" -> Verification, "channel_dictionary" -> Channel dictionary,
                                         # any other name -> Galleries
      "figures": [{"title": str, "caption": str, "png_path": str}],
+     "why": [{"kind": str, "summary": str, "png_path": str}],  # `explainface why` on evaluation pairs
      "commands": [str]}
 """
 
@@ -33,6 +34,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("explainability", "Explainability"),
     ("channel-dictionary", "Channel dictionary"),
     ("galleries", "Galleries"),
+    ("why", "Why these match"),
     ("reproduce", "Reproduce"),
     ("about", "About"),
 )
@@ -70,6 +72,7 @@ def report_html(report: dict) -> str:
             _section("explainability", _explainability(models)),
             _section("channel-dictionary", _dictionary(models)),
             _section("galleries", _galleries(models, report.get("figures") or [])),
+            _section("why", _why(report.get("why") or [])),
             _section("reproduce", _reproduce(report.get("commands") or [])),
             _section("about", ABOUT),
         ]
@@ -370,6 +373,19 @@ def _galleries(models: list[dict], figures: list) -> str:
                 items.append(_figure(f"{m['label']}: {name}", "", path, wide=True))
     if not items:
         return '<p class="missing">No figures were given.</p>'
+    return "\n".join(items)
+
+
+def _why(examples: list) -> str:
+    if not examples:
+        return '<p class="missing">No pairs were explained (the report needs verification pairs with landmarks).</p>'
+    items = ['<p class="hint">Each face part\u2019s contribution to the pair\u2019s cosine: the change when the '
+             "part\u2019s channels are replaced by their mean over reference faces (channels) or the part\u2019s "
+             "region is covered in both faces (occlusion); red supports the match, blue argues against it.</p>"]
+    for ex in examples:
+        if not isinstance(ex, dict) or not ex.get("png_path"):
+            raise ValueError(f"report: every why example needs a png_path, got {ex!r}")
+        items.append(_figure(str(ex.get("kind") or ""), str(ex.get("summary") or ""), ex["png_path"], wide=True))
     return "\n".join(items)
 
 

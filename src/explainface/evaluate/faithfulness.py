@@ -1,0 +1,469 @@
+"""Faithfulness of part explanations (issue 14 item 2): do the parts an explanation ranks first move the pair's
+similarity the most when they are removed?
+
+For a pair (A, B) and an *order* of the face parts (most important first), the **deletion curve** is the
+protocol's cosine (flip-summed embeddings, `explain.why`) after removing the first k parts of the order
+cumulatively, in both faces, k = 0..K, by either kind of removal of `explain.why`:
+
+* mode ``"channels"``: the channels of the removed parts (the channel dictionary's dominant part) at the
+  reference mean (`why.channel_variants`); parts with no channel are skipped in this mode;
+* mode ``"occlusion"``: the removed parts' pixels mid-grey (`why.occlusion_variants`); parts with no pixel in
+  either face are skipped in this mode.
+
+Skipping drops a part from every order alike, so within a pair and a mode all orders have the same K, the same
+first point (the plain cosine) and the same last point (every usable part removed); they differ only in the
+path between. All variants of all orders of a pair go through the network in ONE batched call per mode (the
+prefixes the orders share are computed once).
+
+Orders, per pair (each is a permutation of all of `PARTS`; what an explanation cannot rank goes last, in PARTS
+order, and ties keep PARTS order):
+
+* ``"channels"`` / ``"occlusion"``: by the part's contribution (cos - cos without the part, `why`), descending:
+  most supportive of the match first;
+* ``"random"``: a seeded permutation, ``np.random.default_rng([seed, pair_index])`` (pair_index = the pair's
+  position in the pair file, so a pair keeps its order whatever else is drawn);
+* ``"gradcam"``: by Grad-CAM mass of the similarity (`explain.gradcam.similarity_gradcam`): the sum of A's heat
+  over A's pixels of the part plus B's heat over B's, descending;
+* ``"xcos"`` (only for a checkpoint with an xCos pair head): per part, the sum over grid cells of patch cosine x
+  attention x the share of the cell's pixels that belong to the part (adaptive average pooling of the one-hot
+  label map to the grid), averaged over the two faces' label maps; descending.
+
+Scores, per pair, order and mode: the **deletion score** = mean over k = 1..K of (cos_0 - cos_k), how fast
+removing the top-ranked parts moves the similarity (higher = more faithful; NaN when K = 0); the
+**normalised curve** for plotting = cos_0 - cos_k against the fraction k / K of the usable parts removed, linearly
+interpolated onto `CURVE_GRID` (so pairs with different K average). The **rank agreement** of the two
+explanations of a pair = Spearman's rho of the channel and occlusion contributions over the parts that have both
+(NaN below 3 such parts or when either is constant).
+
+`faithfulness` runs it over up to `limit` pairs of a pair file (a seeded draw over all pairs) and writes
+``faithfulness.json`` (means and standard errors over pairs, paired differences vs ``random`` and vs ``gradcam``
+with a paired t-test) and ``deletion_curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from explainface.data.parts import PART_NAMES
+from explainface.explain.why import (
+    PARTS,
+    ReferenceMaps,
+    channel_contributions,
+    channel_variants,
+    occlusion_contributions,
+    occlusion_variants,
+    part_channel_sets,
+    part_masks_of,
+)
+
+MODES: tuple[str, ...] = ("channels", "occlusion")
+ORDERS: tuple[str, ...] = ("channels", "occlusion", "random", "gradcam", "xcos")
+#: Fractions of the usable parts removed at which normalised curves are reported (0, 1/7, ..., 1).
+CURVE_GRID: np.ndarray = np.linspace(0.0, 1.0, len(PARTS) + 1)
+#: The orders every other order is compared with (paired over pairs).
+BASELINES: tuple[str, ...] = ("random", "gradcam")
+
+DEFINITIONS = {
+    "deletion_score": "mean over k = 1..K of (cos_0 - cos_k), cos_k = cosine with the first k usable parts of the "
+    "order removed in both faces; higher = removing the parts ranked first moves the similarity more",
+    "curve": "cos_0 - cos_k against k / K, interpolated onto x",
+    "skipped_parts": "channels mode skips parts with no channel; occlusion mode skips parts with no pixel in either "
+    "face; skipping applies to all orders alike",
+    "orders": "channels / occlusion: contribution (cos - cos without the part) descending; random: "
+    "default_rng([seed, pair_index]).permutation; gradcam: Grad-CAM mass over the part's pixels of both faces, "
+    "descending; xcos: sum over cells of patch cosine x attention x part share of the cell, mean of both faces, "
+    "descending; parts an explanation cannot rank go last",
+    "rank_agreement": "Spearman rho of channel vs occlusion contributions over the parts that have both (NaN below 3)",
+}
+
+
+class _EvalMode:
+    def __init__(self, *modules: nn.Module) -> None:
+        self.modules = modules
+
+    def __enter__(self):
+        self.was = [m.training for m in self.modules]
+        for m in self.modules:
+            m.eval()
+
+    def __exit__(self, *exc):
+        for m, was in zip(self.modules, self.was):
+            m.train(was)
+
+
+# ---- orders -----------------------------------------------------------------------------------------------------
+
+
+def ranked(values: Mapping[str, float | None], parts: Sequence[str] = PARTS) -> list[str]:
+    """The parts by value, descending (ties keep `parts` order); parts without a finite value go last."""
+    have = [p for p in parts if values.get(p) is not None and math.isfinite(values[p])]
+    have.sort(key=lambda p: -values[p])  # stable
+    return have + [p for p in parts if p not in have]
+
+
+def random_order(seed: int, pair_index: int, parts: Sequence[str] = PARTS) -> list[str]:
+    """A seeded permutation of the parts for one pair: `np.random.default_rng([seed, pair_index])`."""
+    perm = np.random.default_rng([int(seed), int(pair_index)]).permutation(len(parts))
+    return [parts[i] for i in perm]
+
+
+def _label_ids(labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    return labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+
+
+def gradcam_masses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer: str | None = None
+                   ) -> dict[str, float]:  # fmt: skip
+    """Part -> Grad-CAM mass of the pair's similarity: sum of heat A over A's part pixels + heat B over B's."""
+    from explainface.explain.gradcam import similarity_gradcam
+
+    _, heat_a, heat_b = similarity_gradcam(model, images[0], images[1], layer)
+    lab = _label_ids(labels)
+    return {
+        p: float(heat_a[lab[0] == PART_NAMES.index(p)].sum(dtype=np.float64)
+                 + heat_b[lab[1] == PART_NAMES.index(p)].sum(dtype=np.float64))
+        for p in PARTS
+    }  # fmt: skip
+
+
+def part_shares(labels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Label maps [N, S, S] -> [N, len(PART_NAMES), h, w] float64: the share of each grid cell's pixels per part."""
+    onehot = F.one_hot(torch.as_tensor(labels).long().cpu(), len(PART_NAMES)).permute(0, 3, 1, 2).double()
+    return F.adaptive_avg_pool2d(onehot, grid)
+
+
+def xcos_masses(scorer, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Part -> xCos mass: sum over cells of patch cosine x attention x the part's share of the cell, averaged
+    over the two faces' label maps (`scorer` an `XCosScorer`)."""
+    f = scorer.grids(images)  # the flip-averaged grids, in the head's dtype
+    ex = scorer.explain(f[[0]], f[[1]])
+    weight = torch.from_numpy(ex["cosine"][0] * ex["attention"][0])  # [h, w] float64
+    shares = part_shares(labels, tuple(weight.shape))  # [2, P, h, w]
+    mass = (shares * weight).sum((-2, -1)).mean(0)
+    return {p: float(mass[PART_NAMES.index(p)]) for p in PARTS}
+
+
+# ---- deletion curves ----------------------------------------------------------------------------------------------
+
+
+def usable_parts(mode: str, labels: torch.Tensor, channel_parts: Mapping[int, str | None]) -> list[str]:
+    """The parts a mode can remove (PARTS order): with at least one channel ("channels") or with a pixel in
+    either face ("occlusion")."""
+    if mode == "channels":
+        sets = part_channel_sets(channel_parts)
+        return [p for p in PARTS if sets[p]]
+    if mode == "occlusion":
+        masks = part_masks_of(labels)
+        return [p for p in PARTS if bool(masks[p].any())]
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def deletion_curves(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    reference: ReferenceMaps | None,
+    channel_parts: Mapping[int, str | None],
+    orders: Mapping[str, Sequence[str]],
+    mode: str,
+) -> dict[str, np.ndarray]:
+    """Order name -> cosines [K + 1] of pair `images` [2, 3, S, S] (normalised) with the first k usable parts
+    of the order removed cumulatively in both faces, k = 0..K (see the module docstring for the modes and the
+    skipped parts). All orders in ONE batched call of `channel_variants` / `occlusion_variants`.
+    `reference` is needed for mode "channels" only."""
+    usable = set(usable_parts(mode, labels, channel_parts))
+    variants: dict[frozenset[str], int] = {}
+    index: dict[str, list[int]] = {}
+    for name, order in orders.items():
+        unknown = [p for p in order if p not in PARTS]
+        if unknown or len(set(order)) != len(order):
+            raise ValueError(f"order {name!r} must list distinct parts of {PARTS}, got {list(order)}")
+        seq = [p for p in order if p in usable]
+        index[name] = [variants.setdefault(frozenset(seq[:k]), len(variants)) for k in range(len(seq) + 1)]
+    if not index:
+        return {}
+    removed = list(variants)
+    with _EvalMode(model):
+        if mode == "channels":
+            if reference is None:
+                raise ValueError('mode "channels" needs reference maps')
+            sets = part_channel_sets(channel_parts)
+            cos = channel_variants(model, images, reference, [sorted(c for p in v for c in sets[p]) for v in removed])
+        else:
+            masks = part_masks_of(labels)
+            empty = torch.zeros_like(labels, dtype=torch.bool)
+            cover = []
+            for v in removed:
+                m = empty.clone()
+                for p in v:
+                    m |= masks[p]
+                cover.append(m)
+            cos = occlusion_variants(model, images, cover)
+    cos = cos.detach().double().cpu().numpy()
+    return {name: cos[idx] for name, idx in index.items()}
+
+
+def deletion_score(curve: Sequence[float]) -> float:
+    """Mean over k = 1..K of (cos_0 - cos_k); NaN for a curve with no removal (K = 0)."""
+    c = np.asarray(curve, dtype=np.float64)
+    return float(np.mean(c[0] - c[1:])) if len(c) > 1 else math.nan
+
+
+def normalized_curve(curve: Sequence[float], grid: np.ndarray = CURVE_GRID) -> np.ndarray:
+    """cos_0 - cos_k against k / K, linearly interpolated onto `grid` (NaN for K = 0)."""
+    c = np.asarray(curve, dtype=np.float64)
+    if len(c) < 2:
+        return np.full(len(grid), np.nan)
+    return np.interp(grid, np.linspace(0.0, 1.0, len(c)), c[0] - c)
+
+
+def rank_agreement(by_channels: Mapping[str, float | None], by_occlusion: Mapping[str, float | None]) -> float:
+    """Spearman's rho of two contribution sets over the parts that have both; NaN below 3 parts or if constant."""
+    from scipy.stats import spearmanr
+
+    both = [p for p in PARTS if by_channels.get(p) is not None and by_occlusion.get(p) is not None]
+    if len(both) < 3:
+        return math.nan
+    x, y = [by_channels[p] for p in both], [by_occlusion[p] for p in both]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant input: rho is undefined (NaN)
+        rho = spearmanr(x, y)[0]
+    return float(rho) if np.isfinite(rho) else math.nan
+
+
+def evaluate_pair(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    reference: ReferenceMaps,
+    channel_parts: Mapping[int, str | None],
+    seed: int = 0,
+    pair_index: int = 0,
+    layer: str | None = None,
+    xcos_scorer=None,
+) -> dict:
+    """Everything of one pair: contributions, the orders, the deletion curves and scores per mode, rank
+    agreement. `xcos_scorer` (an `XCosScorer`) adds the "xcos" order."""
+    cos, by_channels = channel_contributions(model, images, reference, channel_parts)
+    _, by_occlusion = occlusion_contributions(model, images, labels)
+    masses = {"gradcam": gradcam_masses(model, images, labels, layer)}
+    if xcos_scorer is not None:
+        masses["xcos"] = xcos_masses(xcos_scorer, images, labels)
+    orders = {"channels": ranked(by_channels), "occlusion": ranked(by_occlusion),
+              "random": random_order(seed, pair_index), **{k: ranked(v) for k, v in masses.items()}}  # fmt: skip
+    curves = {m: deletion_curves(model, images, labels, reference, channel_parts, orders, m) for m in MODES}
+    return {
+        "cosine": cos,
+        "contributions": {"channels": by_channels, "occlusion": by_occlusion},
+        "masses": masses,
+        "orders": orders,
+        "curves": {m: {o: c.tolist() for o, c in cs.items()} for m, cs in curves.items()},
+        "scores": {m: {o: deletion_score(c) for o, c in cs.items()} for m, cs in curves.items()},
+        "rank_agreement": rank_agreement(by_channels, by_occlusion),
+    }
+
+
+# ---- the measurement over a pair file -------------------------------------------------------------------------------
+
+
+def _stat(values: Sequence[float]) -> dict:
+    from explainface.experiment.stats import mean_se
+
+    mean, se, n = mean_se(values)
+    return {"mean": mean, "se": se, "n": n}
+
+
+def summarize(records: Sequence[dict], orders: Sequence[str]) -> dict:
+    """Scores and curves over pairs from `evaluate_pair` records (each with a "same" flag)."""
+    from explainface.experiment.stats import paired_test
+
+    scores, curves = {}, {}
+    for mode in MODES:
+        per = {o: [r["scores"][mode].get(o, math.nan) for r in records] for o in orders}
+        scores[mode] = {}
+        for o in orders:
+            entry = _stat(per[o])
+            for subset, flag in (("same", True), ("different", False)):
+                entry[subset] = _stat([v for v, r in zip(per[o], records) if r["same"] == flag])
+            for base in BASELINES:
+                if base != o and base in per:
+                    entry[f"vs_{base}"] = paired_test(per[o], per[base])
+            scores[mode][o] = entry
+        curves[mode] = {}
+        for o in orders:
+            ys = np.array([normalized_curve(r["curves"][mode][o]) for r in records if o in r["curves"][mode]])
+            ys = ys[np.isfinite(ys).all(1)] if len(ys) else np.zeros((0, len(CURVE_GRID)))
+            n = len(ys)
+            mean = ys.mean(0) if n else np.full(len(CURVE_GRID), np.nan)
+            se = ys.std(0, ddof=1) / math.sqrt(n) if n > 1 else np.full(len(CURVE_GRID), np.nan)
+            curves[mode][o] = {"mean": mean.tolist(), "se": se.tolist(), "n": n}
+    return {"scores": scores, "curves": curves, "rank_agreement": _stat([r["rank_agreement"] for r in records])}
+
+
+def deletion_figure(summary: dict, out_png: str | Path, title: str = "Deletion curves") -> Path:
+    """One panel per mode: the mean normalised deletion curve (+- 1 s.e.) of each order."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2 * len(MODES), 4.0), dpi=100, facecolor="white")
+    axes = fig.subplots(1, len(MODES), squeeze=False)[0]
+    for ax, mode in zip(axes, MODES):
+        for o, c in summary["curves"][mode].items():
+            mean, se = np.array(c["mean"], dtype=float), np.array(c["se"], dtype=float)
+            if not np.isfinite(mean).any():
+                continue
+            score = summary["scores"][mode][o]["mean"]
+            line = ax.plot(CURVE_GRID, mean, "o-", ms=3, label=f"{o} ({score:.3f})")[0]
+            if np.isfinite(se).all():
+                ax.fill_between(CURVE_GRID, mean - se, mean + se, color=line.get_color(), alpha=0.15, lw=0)
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_title(f"removal by {mode}")
+        ax.set_xlabel("fraction of parts removed (in the order's ranking)")
+        ax.set_ylabel("cos$_0$ - cos$_k$")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=8, title="order (deletion score)", title_fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, facecolor="white")
+    return out
+
+
+def _resolve_crop(path: Path, crop: str) -> str:
+    from explainface.data.crop import is_model_input_folder
+
+    if crop != "auto":
+        return crop
+    return "none" if is_model_input_folder(path.parent) or is_model_input_folder(path.parent.parent) else "detect"
+
+
+def faithfulness(
+    model_path,
+    pairs,
+    out_dir: str | Path,
+    *,
+    root: str | Path | None = None,
+    reference: ReferenceMaps,
+    channel_parts: Mapping[int, str | None],
+    limit: int | None = 200,
+    seed: int = 0,
+    crop: str = "auto",
+    detector: str = "hog",
+    landmarks: str = "auto",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Faithfulness of the part explanations of `model_path` (a checkpoint, an `nn.Module` or a `LoadedModel`)
+    on up to `limit` pairs of `pairs` (a pair file for `read_pairs`, with `root`, or a `PairList`), drawn with
+    `seed` over all pairs (all of them when `limit` is None or not smaller). Each face goes through
+    `face_sample` (`crop`, `detector`, `landmarks` as in `explain`); a face that cannot be loaded or labelled
+    skips its pairs, which are counted and named with the reason. Writes `faithfulness.json` and
+    `deletion_curves.png` to `out_dir` and returns the JSON's content. Raises ValueError when no pair is usable.
+    """
+    from tqdm import tqdm
+
+    from explainface.data.detect import create_detector
+    from explainface.data.pair_files import PairList, read_pairs
+    from explainface.data.synthetic.dataset import to_tensor
+    from explainface.evaluate.explain import face_sample, json_safe
+    from explainface.evaluate.scoring import create_scorer
+    from explainface.train.checkpoint import LoadedModel, load_model
+
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = model_path if isinstance(model_path, LoadedModel) else load_model(model_path, device)
+    model, size = loaded.model, loaded.input_size
+    param = next(model.parameters())
+    plist = pairs if isinstance(pairs, PairList) else read_pairs(pairs, root=root)
+    total = len(plist)
+    if limit is not None and limit < total:
+        chosen = np.sort(np.random.default_rng(seed).choice(total, size=max(0, int(limit)), replace=False))
+    else:
+        chosen = np.arange(total)
+    scorer = create_scorer("xcos", loaded) if "xcos" in loaded.pair_heads else None
+    orders = [o for o in ORDERS if o != "xcos" or scorer is not None]
+
+    detectors: dict[str, object] = {}
+    faces: dict[int, object] = {}  # image index -> PartSample, or the reason it is unusable (str)
+    skipped_faces: dict[str, str] = {}
+
+    def face(j: int):
+        if j not in faces:
+            ref = plist.images[j]
+            try:
+                if ref.path is None:
+                    raise ValueError("an image held in the pair file has no part labels beside it")
+                how = _resolve_crop(ref.path, crop)
+                if how == "detect" and detector not in detectors:
+                    detectors[detector] = create_detector(detector)
+                faces[j] = face_sample(ref.path, size, how, detectors.get(detector), landmarks, name=ref.name)
+            except (OSError, ValueError) as err:
+                problem = str(err)
+                prefix = f"{ref.path}: "
+                faces[j] = problem[len(prefix) :] if problem.startswith(prefix) else problem
+                skipped_faces[ref.name] = faces[j]
+        return faces[j]
+
+    records, skipped_pairs = [], {}
+    for i in tqdm(chosen.tolist(), desc="pairs", unit="pair", disable=not progress):
+        ia, ib = int(plist.a[i]), int(plist.b[i])
+        sa, sb = face(ia), face(ib)
+        bad = [f"{plist.images[j].name}: {s}" for j, s in ((ia, sa), (ib, sb)) if isinstance(s, str)]
+        if bad:
+            skipped_pairs[str(i)] = "; ".join(bad)
+            continue
+        images = torch.stack([to_tensor(sa.image), to_tensor(sb.image)]).to(device=param.device, dtype=param.dtype)
+        labels = torch.from_numpy(np.stack([sa.labels, sb.labels]).astype(np.int64)).to(param.device)
+        rec = evaluate_pair(model, images, labels, reference, channel_parts, seed=seed, pair_index=i,
+                            layer=loaded.layer, xcos_scorer=scorer)  # fmt: skip
+        records.append({"index": i, "a": plist.images[ia].name, "b": plist.images[ib].name,
+                        "same": bool(plist.same[i]), **rec})  # fmt: skip
+    if not records:
+        shown = "; ".join(list(skipped_pairs.values())[:3])
+        raise ValueError(f"{plist.source}: no usable pair among {len(chosen)} drawn ({shown})")
+
+    summary = summarize(records, orders)
+    result = {
+        "model": loaded.source or loaded.label,
+        "model_label": loaded.label,
+        "layer": loaded.layer,
+        "input_size": size,
+        "pairs_file": plist.source,
+        "seed": seed,
+        "limit": limit,
+        "orders": orders,
+        "modes": list(MODES),
+        "parts": list(PARTS),
+        "curve_x": CURVE_GRID.tolist(),
+        "pairs": {
+            "total": total,
+            "drawn": len(chosen),
+            "used": len(records),
+            "skipped": len(skipped_pairs),
+            "same": sum(r["same"] for r in records),
+            "different": sum(not r["same"] for r in records),
+        },
+        "faces_skipped": len(skipped_faces),
+        "skipped_faces": dict(list(skipped_faces.items())[:100]),
+        "skipped_pairs": dict(list(skipped_pairs.items())[:100]),
+        **summary,
+        "definitions": DEFINITIONS,
+        "per_pair": records,
+        "seconds": time.perf_counter() - start,
+    }
+    result = json_safe(result)
+    (out / "faithfulness.json").write_text(json.dumps(result, indent=2))
+    deletion_figure(summary, out / "deletion_curves.png",
+                    title=f"Deletion curves: {loaded.label}, {len(records)} pairs")  # fmt: skip
+    return result
