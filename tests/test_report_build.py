@@ -35,11 +35,11 @@ def test_report_compares_a_model_with_its_baseline_on_exported_synthetic_faces(t
     acc = data["models"][0]["verification"]["accuracy_mean"]
     assert f"{100 * acc:.2f}%" in html
     # "Why these match": the model's most confident true match, false match and false non-match, each explained
-    kinds = [w["kind"].split(": ", 1)[1] for w in data["why"]]
+    kinds = [w["kind"].rsplit(": ", 1)[1] for w in data["why"]]
     assert kinds and set(kinds) <= {"true match", "false match", "false non-match"}
     for w in data["why"]:
         assert w["summary"].startswith(("same person", "different people"))
-        assert (out / "model" / "why" / w["kind"].split(": ", 1)[1].replace(" ", "_") / "why.json").is_file()
+        assert (out / "model" / "why" / w["kind"].rsplit(": ", 1)[1].replace(" ", "_") / "why.json").is_file()
 
 
 def test_report_export_is_reused_when_the_settings_match(tmp_path):

@@ -151,9 +151,9 @@ def test_the_why_command_explains_a_pair_and_writes_json_png_and_a_summary(tmp_p
     import sys
 
     import cv2
+    from tests.checkpoints import tiny_checkpoint
 
     from explainface.data.synthetic.export import export_synthetic
-    from tests.checkpoints import tiny_checkpoint
 
     export_synthetic(tmp_path / "faces", identities=0, per_identity=2, size=56, heldout_identities=2, progress=False)
     imgs = sorted((tmp_path / "faces" / "heldout").glob("*/*.jpg"))
@@ -182,3 +182,27 @@ def test_a_face_without_landmarks_is_named(tmp_path):
         face_sample(path, 56, crop="none", landmarks="file")
     with pytest.raises(ValueError, match="plain.png: no landmarks file and dlib found no face"):
         face_sample(path, 56, crop="none", landmarks="auto")
+
+
+def test_the_why_command_measures_faithfulness_over_pairs(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.checkpoints import tiny_checkpoint
+
+    from explainface.data.synthetic.export import export_synthetic
+
+    export_synthetic(tmp_path / "faces", identities=0, per_identity=3, size=56, heldout_identities=4, progress=False)
+    held = tmp_path / "faces" / "heldout"
+    ckpt = tiny_checkpoint(tmp_path / "m.safetensors", input_size=56)
+    cmd = [sys.executable, "-m", "explainface", "why", "--model", str(ckpt), "--pairs", str(held / "pairs.txt"),
+           "--faces", str(held), "--limit", "6", "--out", str(tmp_path / "f"), "--quiet"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads((tmp_path / "f" / "faithfulness.json").read_text())
+    assert data["pairs"]["used"] == 6 and "removing by channels" in res.stdout and "rank agreement" in res.stdout
+    assert (tmp_path / "f" / "deletion_curves.png").is_file()
+    bad = subprocess.run([*cmd[:6], "a.jpg", "--pairs", str(held / "pairs.txt"), "--out", str(tmp_path / "g")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode != 0 and "either two images or --pairs" in bad.stderr

@@ -184,6 +184,23 @@ def why_examples(model: str | Path, verify_dir: str | Path, out_dir: str | Path,
     return done
 
 
+def faithfulness_table(res: dict) -> str:
+    """The deletion scores (mean +- se over pairs; higher = the order moves the similarity faster) as text."""
+    lines = [f"{res['pairs']['used']} pairs; deletion score = mean drop of the cosine as parts are removed in order"]
+    for mode, orders in res["scores"].items():
+        cells = []
+        for order, v in orders.items():
+            if v.get("mean") is None:
+                continue
+            p = (v.get("vs_random") or {}).get("p_value")
+            cells.append(f"{order} {v['mean']:.4f} +- {v['se'] or 0:.4f}" + (f" (vs random p={p:.3g})" if p else ""))
+        lines.append(f"  removing by {mode}: " + "; ".join(cells))
+    ra = res.get("rank_agreement") or {}
+    if ra.get("mean") is not None:
+        lines.append(f"  rank agreement (Spearman, channels vs occlusion): {ra['mean']:.3f} +- {ra.get('se') or 0:.3f}")
+    return "\n".join(lines)
+
+
 def add_why_parser(subparsers) -> None:
     w = subparsers.add_parser(
         "why",
@@ -232,6 +249,6 @@ def _cmd_why(args: argparse.Namespace) -> int:
     res = faithfulness(args.model, args.pairs, args.out, root=args.root, reference=reference,
                        channel_parts=channel_parts, limit=args.limit, crop=args.crop, detector=args.detector,
                        progress=not args.quiet)  # fmt: skip
-    print(json.dumps({k: v for k, v in res.items() if k in ("scores", "rank_agreement", "pairs_used")}, indent=2))
+    print(faithfulness_table(res))
     print(f"wrote {args.out}/faithfulness.json and {args.out}/deletion_curves.png")
     return 0
