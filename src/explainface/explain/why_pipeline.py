@@ -195,6 +195,11 @@ def faithfulness_table(res: dict) -> str:
             p = (v.get("vs_random") or {}).get("p_value")
             cells.append(f"{order} {v['mean']:.4f} +- {v['se'] or 0:.4f}" + (f" (vs random p={p:.3g})" if p else ""))
         lines.append(f"  removing by {mode}: " + "; ".join(cells))
+        for subset in ("same", "different"):
+            sub = [f"{o} {v[subset]['mean']:.4f}" for o, v in orders.items() if (v.get(subset) or {}).get("mean")
+                   is not None]  # fmt: skip
+            if sub:
+                lines.append(f"    {subset}-identity pairs: " + "; ".join(sub))
     ra = res.get("rank_agreement") or {}
     if ra.get("mean") is not None:
         lines.append(f"  rank agreement (Spearman, channels vs occlusion): {ra['mean']:.3f} +- {ra.get('se') or 0:.3f}")
