@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -203,6 +205,13 @@ def test_the_why_command_measures_faithfulness_over_pairs(tmp_path):
     data = json.loads((tmp_path / "f" / "faithfulness.json").read_text())
     assert data["pairs"]["used"] == 6 and "removing by channels" in res.stdout and "rank agreement" in res.stdout
     assert (tmp_path / "f" / "deletion_curves.png").is_file()
+    # two networks compared on the same pairs (here one with itself: every paired difference is 0)
+    f = str(tmp_path / "f" / "faithfulness.json")
+    cmp = subprocess.run([sys.executable, "scripts/compare_faithfulness.py", f, f], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert cmp.returncode == 0, cmp.stderr[-2000:]
+    res = json.loads((tmp_path / "f" / "compare_faithfulness.json").read_text())
+    assert res["pairs"] == 6 and all(v["paired"]["diff"] == 0 for m in res["margins"].values() for v in m.values())
     bad = subprocess.run([*cmd[:6], "a.jpg", "--pairs", str(held / "pairs.txt"), "--out", str(tmp_path / "g")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode != 0 and "either two images or --pairs" in bad.stderr
