@@ -70,3 +70,16 @@ def test_training_datasets_give_landmarks_in_the_input_frame(tmp_path):
     (tmp_path / "exp" / "train").glob("*/*.pts").__next__().unlink()
     lms = [IdentityFolderDataset(tmp_path / "exp" / "train", size=64, landmarks=True)[i][2] for i in range(4)]
     assert sum(bool(torch.isnan(x).all()) for x in lms) == 1  # the face whose .pts is gone: unknown
+
+
+def test_eval_mode_restores_each_modules_mode_also_after_an_error():
+    from torch import nn
+
+    from explainface.models.modes import eval_mode
+
+    a, b = nn.BatchNorm1d(2).train(), nn.Dropout().eval()
+    with pytest.raises(RuntimeError):
+        with eval_mode(a, b):
+            assert not a.training and not b.training
+            raise RuntimeError("boom")
+    assert a.training and not b.training

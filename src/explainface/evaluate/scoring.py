@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from explainface.models.modes import eval_mode
 from explainface.train.checkpoint import LoadedModel
 
 _SCORERS: dict[str, Callable[..., PairScorer]] = {}
@@ -130,40 +131,28 @@ class XCosScorer(PairScorer):
     def grids(self, x: torch.Tensor) -> torch.Tensor:
         """A batch's xCos features: the mean of the face's and its mirror's (flipped back along x)."""
         model, head = self.loaded.model, self.head
-        modes = model.training, head.training
-        model.eval(), head.eval()
-        try:
+        with eval_mode(model, head):
             x = x.contiguous(memory_format=torch.channels_last)
             f = head.features(target_maps(model, x, self.loaded.layer))
             fm = head.features(target_maps(model, torch.flip(x, dims=[3]), self.loaded.layer))
             return 0.5 * (f + torch.flip(fm, dims=[-1]))
-        finally:
-            model.train(modes[0]), head.train(modes[1])
 
     def features(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
         return torch.cat([self.grids(x).float().cpu() for x in batches])
 
     @torch.no_grad()
     def score(self, fa: torch.Tensor, fb: torch.Tensor) -> np.ndarray:
-        was = self.head.training
-        self.head.eval()
         dev = next(self.head.parameters()).device
-        try:
+        with eval_mode(self.head):
             return self.head.score(fa.to(dev), fb.to(dev)).double().cpu().numpy()
-        finally:
-            self.head.train(was)
 
     @torch.no_grad()
     def explain(self, fa: torch.Tensor, fb: torch.Tensor) -> dict[str, np.ndarray]:
         """The patch-cosine and attention maps [N, h, w] of pairs (for the 1x4 panel)."""
-        was = self.head.training
-        self.head.eval()
         dev = next(self.head.parameters()).device
-        try:
+        with eval_mode(self.head):
             out = self.head.explain(fa.to(dev), fb.to(dev))
-            return {k: v.double().cpu().numpy() for k, v in out.items()}
-        finally:
-            self.head.train(was)
+        return {k: v.double().cpu().numpy() for k, v in out.items()}
 
 
 def tensor_batches(images: list[np.ndarray], batch: int, device: str | torch.device,

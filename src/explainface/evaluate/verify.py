@@ -206,8 +206,7 @@ def verify(
         feats = scorer.features(tensor_batches(crops, batch, device, progress))
         label = scorer.label + (" bf16" if precision == "bf16" else "")
     t_embed = time.perf_counter()
-    np.save(out / ("embeddings.npy" if score_name == "cosine" else f"features_{score_name}.npy"),
-            np.asarray(feats if str(model) == DLIB else feats.numpy()))  # fmt: skip
+    np.save(out / ("embeddings.npy" if score_name == "cosine" else f"features_{score_name}.npy"), np.asarray(feats))
     scores = scorer.score_pairs(feats, pl.a, pl.b)
     rep = verification_report(scores, pl.same, folds)
     t_protocol = time.perf_counter()

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from explainface.data.parts import PART_NAMES
+from explainface.models.modes import eval_mode
 
 PARTS: tuple[str, ...] = PART_NAMES[1:]
 
@@ -119,18 +120,6 @@ def occlusion_variants(model: nn.Module, images: torch.Tensor, masks: Sequence[t
     return flip_sum_cosine(emb)
 
 
-def _eval(model: nn.Module):
-    class _Mode:
-        def __enter__(self):
-            self.was = model.training
-            model.eval()
-
-        def __exit__(self, *exc):
-            model.train(self.was)
-
-    return _Mode()
-
-
 Contributions = tuple[float, dict[str, float | None]]
 
 
@@ -138,7 +127,7 @@ def channel_contributions(model: nn.Module, images: torch.Tensor, reference: Ref
                           channel_parts: Mapping[int, str | None]) -> Contributions:  # fmt: skip
     """(cosine, part -> cos - cos without the part's channels; None for a part with no channel)."""
     sets = part_channel_sets(channel_parts)
-    with _eval(model):
+    with eval_mode(model):
         cos = channel_variants(model, images, reference, [[]] + [sets[p] for p in PARTS])
     base = float(cos[0])
     return base, {p: (base - float(cos[i + 1]) if sets[p] else None) for i, p in enumerate(PARTS)}
@@ -153,7 +142,7 @@ def occlusion_contributions(model: nn.Module, images: torch.Tensor, labels: torc
     """(cosine, part -> cos - cos with the part's region covered in both faces; None where neither face shows it)."""
     masks = part_masks_of(labels)
     empty = torch.zeros_like(labels, dtype=torch.bool)
-    with _eval(model):
+    with eval_mode(model):
         cos = occlusion_variants(model, images, [empty] + [masks[p] for p in PARTS])
     base = float(cos[0])
     return base, {p: (base - float(cos[i + 1]) if bool(masks[p].any()) else None) for i, p in enumerate(PARTS)}

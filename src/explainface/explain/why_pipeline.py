@@ -58,23 +58,24 @@ def reference_set(loaded, faces: str | Path = "synthetic", limit: int = REFERENC
     from explainface.data.synthetic.dataset import to_tensor
     from explainface.evaluate.explain import SampleCounts, batched, face_samples
     from explainface.evaluate.explainability import ExplainabilityAccumulator, masks_from_labels
+    from explainface.models.modes import eval_mode
 
     model, size = loaded.model, loaded.input_size
     acc = None if dictionary is not None else ExplainabilityAccumulator(size=size)
     crops = []
-    model.eval()
-    samples = face_samples(faces, size, "auto", "hog", "auto", limit, seed, SampleCounts(), progress)
-    for chunk in batched(samples, batch):
-        x = torch.stack([to_tensor(s.image) for s in chunk])
-        crops.append(x)
-        if acc is not None:
-            with torch.no_grad():
-                maps = model.forward_features(x.to(next(model.parameters()).device)).float().cpu()
-            acc.add(maps, masks_from_labels(torch.from_numpy(np.stack([s.labels for s in chunk]))))
-    if not crops:
-        raise ValueError(f"{faces}: no usable reference faces")
     dev = next(model.parameters()).device
-    reference = ReferenceMaps.of(model, (x.to(dev) for x in crops))
+    with eval_mode(model):
+        samples = face_samples(faces, size, "auto", "hog", "auto", limit, seed, SampleCounts(), progress)
+        for chunk in batched(samples, batch):
+            x = torch.stack([to_tensor(s.image) for s in chunk])
+            crops.append(x)
+            if acc is not None:
+                with torch.no_grad():
+                    maps = model.forward_features(x.to(dev)).float().cpu()
+                acc.add(maps, masks_from_labels(torch.from_numpy(np.stack([s.labels for s in chunk]))))
+        if not crops:
+            raise ValueError(f"{faces}: no usable reference faces")
+        reference = ReferenceMaps.of(model, (x.to(dev) for x in crops))
     if dictionary is not None:
         return reference, load_channel_parts(dictionary), str(dictionary)
     n = reference.faces

@@ -95,10 +95,13 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
 
 def load_model_weights(path: str | Path, device: str | torch.device = "cpu"):
     """(model, config) rebuilt from a checkpoint, in eval mode: for verify/explain/report."""
+    return _model_from(*load_checkpoint(path, device), device)
+
+
+def _model_from(tensors: dict[str, torch.Tensor], state: dict, device: str | torch.device):
     from explainface.models import create_model
     from explainface.train.config import config_from_dict
 
-    tensors, state = load_checkpoint(path, device)
     cfg = config_from_dict(state["config"])
     m = cfg.model
     model = create_model(m.name, width=m.width, input_size=m.input_size, embedding_dim=m.embedding_dim)
@@ -128,18 +131,20 @@ def load_model(model: str | Path | torch.nn.Module, device: str = "cpu") -> Load
         if layer is None:
             raise ValueError(f"{type(model).__name__} has no target_layer")
         return LoadedModel(model.to(device).eval(), int(size), layer, type(model).__name__)
-    net, cfg = load_model_weights(model, device)
+    tensors, state = load_checkpoint(model, device)  # read once: the network and its pair heads
+    net, cfg = _model_from(tensors, state, device)
     m = cfg.model
     layer = m.target_layer or net.target_layer
-    heads = load_pair_heads(model, device)
+    heads = pair_heads_from(tensors, state, model, device)
     return LoadedModel(net, m.input_size, layer, f"{m.name} w{m.width:g} @{m.input_size}", heads, str(model))
 
 
-def load_pair_heads(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
-    """The pair heads (xCos) a checkpoint carries, rebuilt by name from its state, in eval mode; {} if none."""
+def pair_heads_from(tensors: dict[str, torch.Tensor], state: dict, path: str | Path,
+                    device: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:  # fmt: skip
+    """The pair heads (xCos) of a loaded checkpoint (`path` names it in errors), rebuilt by name, in eval mode;
+    {} if none."""
     from explainface.models.pair_heads import create_pair_head
 
-    tensors, state = load_checkpoint(path, device)
     heads = {}
     for name, spec in (state.get("pair_heads") or {}).items():
         try:
