@@ -409,7 +409,7 @@ def test_yin_loss_combines_its_terms_on_a_tiny_network():
     x, lm, y = _batch()
     reg = create_regularizer("yin")
     assert isinstance(reg, YinLoss) and reg.NEEDS == ("landmarks",)
-    assert (reg.sad, reg.occluded, reg.fad, reg.filter_diversity) == (0.5, 1.0, 0.05, 0.0)
+    assert (reg.sad, reg.occluded, reg.fad, reg.filter_diversity, reg.fad_space) == (0.5, 1.0, 0.05, 0.0, "unit")
     ctx = _ctx(model, head, x, y, lm, step=3)
     loss = reg.loss(ctx)
     st = reg.stats()
@@ -421,7 +421,8 @@ def test_yin_loss_combines_its_terms_on_a_tiny_network():
     assert masks.any(dim=(1, 2)).all() and (occ[masks[:, None].expand_as(occ)] == -1).all()
     with torch.no_grad():
         emb_o, maps_o = model.forward_with_features(occ)
-        fad, keep = feature_activation_diversity(ctx.embedding, emb_o)
+        unit = torch.nn.functional.normalize
+        fad, keep = feature_activation_diversity(unit(ctx.embedding, dim=1), unit(emb_o, dim=1))
         ce_o = identity_loss(head, emb_o * keep, y)
     assert st["sad"] == pytest.approx(float(spatial_activation_diversity(ctx.maps)), rel=1e-6)
     assert st["sad_occluded"] == pytest.approx(float(spatial_activation_diversity(maps_o)), rel=1e-5)
@@ -442,6 +443,8 @@ def test_yin_loss_combines_its_terms_on_a_tiny_network():
     assert float(with_fd.loss(ctx)) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="fad_keep"):
         create_regularizer("yin", fad_keep=1.5)
+    with pytest.raises(ValueError, match="fad_space"):
+        create_regularizer("yin", fad_space="cosine")
     with pytest.raises(ValueError, match="head"):
         reg.loss(StepContext(images=x, labels=y, maps=ctx.maps, embedding=ctx.embedding, model=model))
 
@@ -469,3 +472,21 @@ def test_a_few_sgd_steps_on_the_yin_objective_lower_it():
     last = float(objective())
     assert last < 0.8 * values[0]
     assert reg.stats()["ce_occluded"] < ce_occluded[0]
+
+
+def test_fad_on_unit_embeddings_ignores_their_scale_and_raw_is_their_code():
+    """The default compares L2-normalised embeddings, so shrinking the embedding cannot lower FAD (the collapse
+    that stopped raw FAD from learning, docs/decisions.md); ``fad_space="raw"`` is their formula unchanged."""
+    g = torch.Generator().manual_seed(3)
+    f = torch.randn(6, 40, generator=g, dtype=torch.float64)
+    f_o = f + 0.3 * torch.randn(6, 40, generator=g, dtype=torch.float64)
+    unit, raw = YinLoss(), YinLoss(fad_space="raw")
+    a = feature_activation_diversity(*unit.fad_embeddings(f, f_o))[0]
+    b = feature_activation_diversity(*unit.fad_embeddings(0.01 * f, 0.01 * f_o))[0]
+    assert float(a) == pytest.approx(float(b), rel=1e-9)
+    nf, nfo = f / f.norm(dim=1, keepdim=True), f_o / f_o.norm(dim=1, keepdim=True)
+    assert float(a) == pytest.approx(float(naive_fad(nf, nfo, FAD_KEEP)[0]), rel=1e-9)
+    r = feature_activation_diversity(*raw.fad_embeddings(f, f_o))[0]
+    r_small = feature_activation_diversity(*raw.fad_embeddings(0.01 * f, 0.01 * f_o))[0]
+    assert float(r) == pytest.approx(float(naive_fad(f, f_o, FAD_KEEP)[0]), rel=1e-9)
+    assert float(r_small) == pytest.approx(0.01 * float(r), rel=1e-9)

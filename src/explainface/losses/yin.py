@@ -32,6 +32,14 @@ Feature activation diversity, `feature_activation_diversity` (their ``occl_loss`
     FAD    = sum of the n smallest d       n = round(keep * D),  keep = 260 / 320 = 0.8125 (their top_k of -d)
     mask   = [d <= n-th smallest d]        the most-changed D - n elements (about 19%) are set to 0 in f^o
 
+Deviation, **FAD on unit embeddings** (``fad_space="unit"``, the default): `YinLoss` gives the kernel the
+L2-normalised ``f / |f|`` and ``f^o / |f^o|``; ``fad_space="raw"`` gives it the embeddings as they are (their
+code). On the raw embeddings of our networks (BatchNorm'd, each element about unit scale) FAD is about 180 at
+the start, 0.05 FAD is twice the identity loss, and under SGD the network takes the shortcut the raw formula
+leaves open: it shrinks the embedding (FAD 95 -> 1.4 in 25 steps) and the identity loss rises instead of falling
+(docs/decisions.md, measured). Verification compares directions (cosine), so the direction is what should not
+move under occlusion, and on unit vectors FAD has no scale to shrink.
+
 Gradients flow into both branches (no stop-gradient in theirs), the mask is a constant. The masked occluded
 embedding is classified by the same identity head: ``CE(head(f^o * mask), y)``. We keep their *fraction*
 (0.8125: 416 of 512 elements, 26 of 32) rather than the count 260.
@@ -84,6 +92,7 @@ from explainface.losses.registry import register_regularizer
 
 __all__ = [
     "FAD_KEEP",
+    "FAD_SPACES",
     "SAD_KEEP",
     "SAD_SIGMA",
     "YinLoss",
@@ -101,6 +110,8 @@ __all__ = [
 SAD_KEEP = 0.04
 #: Sigma of their 3 x 3 Gaussian.
 SAD_SIGMA = 1.5
+#: Where FAD compares the embeddings: "unit" (L2-normalised, our default) or "raw" (their code).
+FAD_SPACES = ("unit", "raw")
 #: Fraction of embedding elements FAD sums and the occluded branch keeps (their 260 of 320).
 FAD_KEEP = 260 / 320
 _EPS = 1e-6
@@ -299,6 +310,7 @@ class YinLoss(Regularizer):
         sigma: float = SAD_SIGMA,
         keep: float = SAD_KEEP,
         fad_keep: float = FAD_KEEP,
+        fad_space: str = "unit",
         window: Sequence[float] = WINDOW,
         per_image: bool = False,
         filter_diversity: float = 0.0,
@@ -313,11 +325,14 @@ class YinLoss(Regularizer):
             )
         if not 0 < fad_keep <= 1:
             raise ValueError(f"fad_keep must be in (0, 1], got {fad_keep}")
+        if fad_space not in FAD_SPACES:
+            raise ValueError(f"fad_space must be one of {FAD_SPACES}, got {fad_space!r}")
         window = tuple(float(v) for v in window)
         if len(window) != 2 or not all(v > 0 for v in window):
             raise ValueError(f"window must be two positive sizes (width, height), got {window}")
         self.sad, self.occluded, self.fad = float(sad), float(occluded), float(fad)
         self.sigma, self.keep, self.fad_keep = float(sigma), float(keep), float(fad_keep)
+        self.fad_space = fad_space
         self.window, self.per_image = window, bool(per_image)
         self.filter_diversity, self.seed = float(filter_diversity), int(seed)
         self._stats: dict[str, float] = {}
@@ -326,6 +341,15 @@ class YinLoss(Regularizer):
         """(the occluded images of this step, their windows [B, S, S]): deterministic in (seed, ctx.step)."""
         return occlude(ctx.images.detach(), ctx.landmarks, step_generator(self.seed, ctx.step), self.window,
                        FRAME, per_image=self.per_image)  # fmt: skip
+
+    def fad_embeddings(self, f: torch.Tensor, f_o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two embeddings FAD compares: L2-normalised (``fad_space="unit"``, the default) or as they are
+        (``"raw"``, their code)."""
+        if self.fad_space == "raw":
+            return f, f_o
+        dtype = _compute_dtype(f, f_o)
+        return (nn.functional.normalize(f.to(dtype), dim=1, eps=_EPS),
+                nn.functional.normalize(f_o.to(dtype), dim=1, eps=_EPS))  # fmt: skip
 
     def loss(self, ctx: StepContext) -> torch.Tensor:
         if ctx.head is None:
@@ -342,7 +366,7 @@ class YinLoss(Regularizer):
             )
         sad_c = spatial_activation_diversity(ctx.maps, self.sigma, self.keep)
         sad_o = spatial_activation_diversity(maps_o, self.sigma, self.keep)
-        fad, mask = feature_activation_diversity(ctx.embedding, emb_o, self.fad_keep)
+        fad, mask = feature_activation_diversity(*self.fad_embeddings(ctx.embedding, emb_o), self.fad_keep)
         with autocast:
             from explainface.models import identity_loss
 
@@ -358,10 +382,10 @@ class YinLoss(Regularizer):
         }
         return total
 
-
     def extra_repr(self) -> str:
         return (
             f"sad={self.sad}, occluded={self.occluded}, fad={self.fad}, sigma={self.sigma}, keep={self.keep}, "
-            f"fad_keep={self.fad_keep}, window={self.window}, per_image={self.per_image}, "
+            f"fad_keep={self.fad_keep}, fad_space={self.fad_space!r}, window={self.window}, "
+            f"per_image={self.per_image}, "
             f"filter_diversity={self.filter_diversity}, seed={self.seed}"
         )
