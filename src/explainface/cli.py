@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explainable face recognition with the Explainable Channel Loss (ECLoss).",
     )
     p.add_argument("--version", action="version", version=f"explainface {__version__}")
+    p.add_argument("--traceback", action="store_true",
+                   help="show the Python traceback of input errors too (for bug reports; or EXPLAINFACE_TRACEBACK=1)")  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="<command>")
     from explainface.demo import add_demo_parser
 
@@ -238,12 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``explainface <command> ...``: a user error ends in one ``explainface <command>: error: ...`` line and exit
+    status 1, Ctrl-C in 130; bugs keep their traceback (`explainface.errors`)."""
+    from explainface.errors import run_command
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    return run_command(args.command, lambda: args.func(args), traceback=args.traceback)
 
 
 if __name__ == "__main__":
