@@ -11,6 +11,7 @@ import sys
 from typing import Sequence
 
 from explainface import __version__
+from explainface.argtypes import float_in, int_at_least, picture_path
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -29,15 +30,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_templates(args: argparse.Namespace) -> int:
     from explainface.losses.templates import build_templates, template_counts
 
-    k = args.k if args.k == "full" else int(args.k)
+    k = args.k
     t = build_templates(args.height, args.width or args.height, k=k, tau=args.tau)
     n_neg, n_one, n_two = template_counts(args.height, args.width or args.height, k=k)
     print(f"{t.shape[0]} templates of {t.shape[1]}x{t.shape[2]}: {n_neg} negative, {n_one} one-peak, {n_two} two-peak")
     if args.out:
         from explainface.losses.templates import save_template_grid
 
-        save_template_grid(t, args.out, limit=args.show)
-        print(f"wrote {args.out}")
+        print(f"wrote {save_template_grid(t, args.out, limit=args.show)}")
     return 0
 
 
@@ -80,6 +80,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         path = contact_sheet(samples, args.sheet, tile=args.tile, columns=n_per)
         print(f"sheet:   {path}  ({n_ids} identities x {n_per} samples: image | landmarks | parts)")
     return 0
+
+
+def _template_count(value: str) -> int | str:
+    """`--k`: "full" or a number of templates >= 1."""
+    return value if value == "full" else int_at_least(1)(value)
 
 
 def _difficulty(value: str) -> str | float:
@@ -125,24 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"explainface {__version__}")
     p.add_argument("--traceback", action="store_true",
-                   help="show the Python traceback of input errors too (for bug reports; or EXPLAINFACE_TRACEBACK=1)")  # fmt: skip
+                   help="show the traceback of input errors too (bug reports; or EXPLAINFACE_TRACEBACK=1)")  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="<command>")
     from explainface.demo import add_demo_parser
 
     add_demo_parser(sub)  # the main job first in --help
 
     m = sub.add_parser("models", help="list the registered networks and their target layers")
-    m.add_argument("--width", type=float, default=0.25, help="channel width multiplier (default 0.25)")
+    m.add_argument("--width", type=float_in(0, low_open=True), default=0.25,
+                   help="channel width multiplier (default 0.25)")
     m.add_argument("--input-size", type=int, default=112, choices=(112, 224))
     m.set_defaults(func=_cmd_models)
 
     t = sub.add_parser("templates", help="count (and optionally draw) the activation templates of a map size")
-    t.add_argument("--height", type=int, default=14)
-    t.add_argument("--width", type=int, default=None, help="default: same as --height")
-    t.add_argument("--k", default="400", help='number of templates or "full" (default 400)')
-    t.add_argument("--tau", type=float, default=0.001)
-    t.add_argument("--out", default=None, help="PNG file to draw the first templates into")
-    t.add_argument("--show", type=int, default=48, help="how many templates to draw (evenly spaced)")
+    t.add_argument("--height", type=int_at_least(1), default=14)
+    t.add_argument("--width", type=int_at_least(1), default=None, help="default: same as --height")
+    t.add_argument("--k", type=_template_count, default="400", help='number of templates or "full" (default 400)')
+    t.add_argument("--tau", type=float_in(0, low_open=True), default=0.001)
+    t.add_argument("--out", type=picture_path, default=None, help="PNG file to draw the first templates into")
+    t.add_argument("--show", type=int_at_least(1), default=48, help="how many templates to draw (evenly spaced)")
     t.set_defaults(func=_cmd_templates)
 
     s = sub.add_parser(
@@ -150,17 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="export synthetic faces (images, .pts landmarks, part maps, pairs.txt) and/or draw a contact sheet",
     )
     s.add_argument("--out", default=None, help="export folder (new, empty, or an earlier export)")
-    s.add_argument("--identities", type=int, default=100, help="train identities (default 100)")
-    s.add_argument("--per-identity", type=int, default=20, help="images per identity (default 20)")
-    s.add_argument("--size", type=int, default=112, help="image side in pixels (default 112)")
-    s.add_argument("--heldout", type=int, default=None, help="held-out identities (default max(20, identities/5))")
+    s.add_argument("--identities", type=int_at_least(0), default=100, help="train identities (default 100)")
+    s.add_argument("--per-identity", type=int_at_least(1), default=20, help="images per identity (default 20)")
+    s.add_argument("--size", type=int_at_least(16), default=112, help="image side in pixels (default 112)")
+    s.add_argument("--heldout", type=int_at_least(0), default=None,
+                   help="held-out identities (default max(20, identities/5))")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--difficulty", type=_difficulty, default="medium", help="easy, medium, hard or a number")
     s.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format (default jpg, quality 95)")
-    s.add_argument("--pairs-per-fold", type=int, default=300, help="same (and different) pairs per fold")
-    s.add_argument("--workers", type=int, default=0, help="generator processes (default 0: in this process)")
-    s.add_argument("--sheet", default=None, help="PNG contact sheet of 4 identities x 3 samples")
-    s.add_argument("--tile", type=int, default=160, help="contact-sheet tile size in pixels (default 160)")
+    s.add_argument("--pairs-per-fold", type=int_at_least(0), default=300, help="same (and different) pairs per fold")
+    s.add_argument("--workers", type=int_at_least(0), default=0,
+                   help="generator processes (default 0: in this process)")
+    s.add_argument("--sheet", type=picture_path, default=None, help="PNG contact sheet of 4 identities x 3 samples")
+    s.add_argument("--tile", type=int_at_least(16), default=160, help="contact-sheet tile size in pixels (default 160)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_synth, parser=s)
     from explainface.data.crop import add_crop_parser
@@ -194,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="detect: crop faces; none: images are model-input crops, only resized; auto (default): none for a "
         "synthetic export or crop cache, else detect",
     )  # fmt: skip
-    ve.add_argument("--workers", type=int, default=2)
-    ve.add_argument("--batch", type=int, default=128)
+    ve.add_argument("--workers", type=int_at_least(0), default=2)
+    ve.add_argument("--batch", type=int_at_least(1), default=128)
     ve.add_argument("--device", default="cpu")
     ve.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: autocast, ~1.7x faster")
     ve.add_argument(

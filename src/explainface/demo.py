@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from explainface.argtypes import float_in
 from explainface.train.config import TrainConfig
 
 #: The two networks: (role in the report, run folder, trained with the plan's method); the model comes first.
@@ -187,7 +188,8 @@ def add_demo_parser(subparsers) -> None:
         "write OUT/report.html and OUT/summary.json.",
     )
     d.add_argument("--out", default="explainface-demo", help="output folder (default ./explainface-demo)")
-    d.add_argument("--minutes", type=float, default=None, help="total time budget (default 8; --quick: 0.5)")
+    d.add_argument("--minutes", type=float_in(0, low_open=True), default=None,
+                   help="total time budget (default 8; --quick: 0.5)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quick", action="store_true", help="a tiny network and few faces: a smoke test in about a minute")
     d.add_argument(

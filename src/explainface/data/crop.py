@@ -43,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 import explainface
+from explainface.argtypes import int_at_least
 from explainface.data.detect import DEFAULT_DETECTOR, DETECTORS, Box, FaceDetector, create_detector, main_face
 from explainface.data.folders import scan_identity_folders
 from explainface.data.images import JPEG_PARAMS, JPEG_QUALITY, decode_image_rgb, load_image_rgb, resize_image
@@ -571,7 +572,8 @@ def add_crop_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     )
     c.add_argument("src", help="identity folders: SRC/<identity>/<image>")
     c.add_argument("dst", help="output folder (crops, crop_meta.json, crop_index.csv, crop_report.json)")
-    c.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"crop side in pixels (default {DEFAULT_SIZE})")
+    c.add_argument("--size", type=int_at_least(16), default=DEFAULT_SIZE,
+                   help=f"crop side in pixels (default {DEFAULT_SIZE})")
     c.add_argument(
         "--margin",
         type=float,
@@ -579,7 +581,7 @@ def add_crop_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         help="fraction of the face box added around it in total (default: per detector; hog 0.4)",
     )
     c.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help="face detector (default hog)")
-    c.add_argument("--workers", type=int, default=0, help="processes (default 0: in this process)")
+    c.add_argument("--workers", type=int_at_least(0), default=0, help="processes (default 0: in this process)")
     c.add_argument(
         "--on-missing",
         choices=("center", "skip"),

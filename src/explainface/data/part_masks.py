@@ -246,6 +246,11 @@ def face_frame(landmarks: np.ndarray) -> FaceFrame:
     return FaceFrame(origin, u, v, scale)
 
 
+#: Landmarks further than this many image sides from the image are refused (their polygons would overflow the
+#: fixed-point coordinates OpenCV fills with).
+_FAR = 64
+
+
 def check_landmarks68(landmarks: np.ndarray) -> np.ndarray:
     """`landmarks` as float64 [68, 2]; ValueError when the shape is wrong or a value is not finite."""
     lm = np.asarray(landmarks, dtype=np.float64)
@@ -356,6 +361,9 @@ def _region_masks(landmarks: np.ndarray, height: int, width: int) -> dict[str, n
     lm = check_landmarks68(landmarks)
     if height < 1 or width < 1:
         raise ValueError(f"height and width must be >= 1, got {height} x {width}")
+    if np.abs(lm).max() > _FAR * max(height, width):
+        raise ValueError(f"landmarks lie far outside the {width} x {height} image (|coordinate| up to "
+                         f"{np.abs(lm).max():.4g})")  # fmt: skip
     frame = face_frame(lm)
     st, lines = _face_geometry(lm, frame)
     _, t = frame.grid(height, width)
@@ -578,7 +586,25 @@ def face_parts_for_crop(
     if crop is None or info.square is None:
         return None, None, None, info
     pts = crop_landmarks(lm, info.square, size)
-    return crop, pts, part_label_map(pts, size, size, split_lr=split_lr), info
+    check_landmarks_in_image(pts, size, size, "face crop")
+    labels = part_label_map(pts, size, size, split_lr=split_lr)
+    if not labels.any():
+        raise ValueError(f"the landmarks draw no face part inside the {size}-px crop (wrong landmarks for this image?)")
+    return crop, pts, labels, info
+
+
+def check_landmarks_in_image(points: np.ndarray, width: int, height: int, what: str = "image") -> None:
+    """ValueError unless the face the landmarks outline (their bounding box's centre) lies inside the image and
+    no point is more than an image side outside it: landmarks of another image, or in another scale, are not
+    silently turned into an empty or shifted part mask."""
+    pts = np.asarray(points, np.float64)
+    lo, hi = pts.min(0), pts.max(0)
+    centre, size = (lo + hi) / 2, np.array([width, height], np.float64)
+    if not ((centre >= 0).all() and (centre < size).all() and (lo > -size).all() and (hi < 2 * size).all()):
+        raise ValueError(
+            f"the landmarks lie outside the {what}: x {lo[0]:.4g}..{hi[0]:.4g}, y {lo[1]:.4g}..{hi[1]:.4g} "
+            f"for {width} x {height} px (wrong landmarks for this image, or in another scale?)"
+        )
 
 
 # --- dlib landmarks -----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from explainface.argtypes import check_picture_path, float_in, int_at_least, picture_path
 from explainface.data.detect import DETECTORS, FaceDetector, create_detector
 from explainface.data.images import IMAGE_EXTENSIONS, load_image_rgb
 from explainface.data.landmarks import read_pts
@@ -100,6 +101,9 @@ def part_contact_sheet(
     """
     if n < 1 or size < 16 or columns < 1:
         raise ValueError(f"need n >= 1, size >= 16 and columns >= 1, got {n}, {size} and {columns}")
+    if margin is not None and not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a number >= 0 (a fraction of the face box), got {margin}")
+    check_picture_path(out_png)
     det = create_detector(detector) if isinstance(detector, str) else detector
     images = find_images(folder)
     root = Path(folder)
@@ -127,7 +131,10 @@ def part_contact_sheet(
     report.landmark_sources = dict(sources)
     report.crop_status = dict(statuses)
     if not triplets:
-        raise ValueError(f"{folder}: no image could be drawn ({len(images)} found, {len(report.failures)} failed)")
+        why = "; ".join(f"{k} ({v})" for k, v in list(report.failures.items())[:3])
+        more = f"; and {len(report.failures) - 3} more" if len(report.failures) > 3 else ""
+        raise ValueError(f"{folder}: no image could be drawn ({len(images)} found, {len(report.failures)} failed"
+                         + (f": {why}{more}" if why else "") + ")")  # fmt: skip
     _write_sheet(triplets, Path(out_png), size, columns, split_lr)
     return report
 
@@ -190,35 +197,31 @@ def add_parts_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "68-point predictor, crop without alignment and draw crop + landmarks | part mask | overlay.",
     )
     p.add_argument("dir", help="folder of face images (with or without .pts landmark files)")
-    p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--n", type=int, default=12, help="images to draw (default 12)")
-    p.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    p.add_argument("--out", type=picture_path, required=True, help="PNG to write")
+    p.add_argument("--n", type=int_at_least(1), default=12, help="images to draw (default 12)")
+    p.add_argument("--size", type=int_at_least(16), default=224, help="crop side in pixels (default 224)")
     p.add_argument("--seed", type=int, default=0, help="which images are picked (default 0)")
     p.add_argument("--split-lr", action="store_true", help="split hair, cheek, eyes and jaw left/right (11 parts)")
     p.add_argument("--detector", choices=DETECTORS, default="hog", help="face detector (default hog)")
-    p.add_argument("--columns", type=int, default=3, help="images per row (default 3)")
-    p.add_argument("--margin", type=float, default=None, help="crop margin (default: the detector's, hog 0.4)")
+    p.add_argument("--columns", type=int_at_least(1), default=3, help="images per row (default 3)")
+    p.add_argument("--margin", type=float_in(0), default=None, help="crop margin (default: the detector's, hog 0.4)")
     p.set_defaults(func=run_parts)
     return p
 
 
 def run_parts(args: argparse.Namespace) -> int:
-    """Run `part_contact_sheet` from parsed arguments and print what it wrote; 1 when nothing could be drawn."""
-    try:
-        r = part_contact_sheet(
-            args.dir,
-            args.out,
-            n=args.n,
-            size=args.size,
-            seed=args.seed,
-            split_lr=args.split_lr,
-            detector=args.detector,
-            columns=args.columns,
-            margin=args.margin,
-        )
-    except ValueError as e:
-        print(f"error: {e}")
-        return 1
+    """Run `part_contact_sheet` from parsed arguments and print what it wrote (errors: the CLI's error path)."""
+    r = part_contact_sheet(
+        args.dir,
+        args.out,
+        n=args.n,
+        size=args.size,
+        seed=args.seed,
+        split_lr=args.split_lr,
+        detector=args.detector,
+        columns=args.columns,
+        margin=args.margin,
+    )
     sources = ", ".join(f"{k} {v}" for k, v in sorted(r.landmark_sources.items()))
     status = ", ".join(f"{k} {v}" for k, v in sorted(r.crop_status.items()))
     print(f"sheet:      {r.path}  ({r.drawn} images of {r.candidates} found, {args.size} px crops)")

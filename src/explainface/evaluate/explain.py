@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from explainface.argtypes import float_in, int_at_least
 from explainface.data.parts import PART_NAMES
 
 #: Image suffixes a face folder may hold (label PNGs `*.parts.png` are not faces).
@@ -54,6 +55,12 @@ class SampleCounts:
 
     def skip(self, name: str, why: str) -> None:
         self.skipped[name] = why
+
+    def skipped_summary(self, show: int = 3) -> str:
+        """"skipped 2: a.png (unreadable image); b.png (no landmarks ...)": the count and the first reasons."""
+        items = [f"{name} ({why})" for name, why in list(self.skipped.items())[:show]]
+        more = f"; and {len(self.skipped) - show} more" if len(self.skipped) > show else ""
+        return f"skipped {len(self.skipped)}" + (": " + "; ".join(items) + more if items else "")
 
 
 def synthetic_samples(count: int, size: int, seed: int = 0, difficulty: str | float = "medium") -> Iterator[PartSample]:
@@ -135,7 +142,12 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     from explainface.data.detect import create_detector
     from explainface.data.images import load_image_rgb, resize_image
     from explainface.data.landmarks import read_landmarks
-    from explainface.data.part_masks import crop_label_map, part_label_map, predict_landmarks68
+    from explainface.data.part_masks import (
+        check_landmarks_in_image,
+        crop_label_map,
+        part_label_map,
+        predict_landmarks68,
+    )
 
     path = Path(path)
     if crop == "auto":
@@ -156,6 +168,7 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     else:
         raise ValueError(f"{path}: no .pts or .parts.png beside it")
     if labels_full is None:
+        check_landmarks_in_image(pts, w, h)
         labels_full = part_label_map(pts, h, w)
     if crop == "detect":
         det = create_detector(detector or "hog") if detector is None or isinstance(detector, str) else detector
@@ -163,6 +176,8 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
         labels = crop_label_map(labels_full, info.square, size)
     else:
         face, labels = resize_image(image, size), _resize_nearest(labels_full, size)  # same stretch
+    if not labels.any():
+        raise ValueError(f"{path}: its {source} labels mark no face part inside the {size}-px crop")
     return PartSample(name or str(path), face, labels, source)
 
 
@@ -238,7 +253,7 @@ def explain(
         acc.add(maps, masks_from_labels(labels))
         peaks.add(maps, np.stack([s.image for s in chunk]))
     if acc.images == 0:
-        raise ValueError(f"{data}: no usable faces (skipped: {len(counts.skipped)})")
+        raise ValueError(f"{data}: no usable faces ({counts.skipped_summary()})")
     t_maps = time.perf_counter()
     rep = acc.report(n_images=images, runs=runs, seed=seed)
     where = peaks.report()
@@ -310,13 +325,14 @@ def average_peaks(model: str | Path, data: str | Path, out_dir: str | Path, limi
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_model(model, device)
     peaks = PeakLocations(loaded.input_size)
-    samples = face_samples(data, loaded.input_size, crop, detector, landmarks, limit, seed, SampleCounts(), progress)
+    counts = SampleCounts()
+    samples = face_samples(data, loaded.input_size, crop, detector, landmarks, limit, seed, counts, progress)
     for chunk in batched(samples, batch):
         x = torch.stack([to_tensor(s.image) for s in chunk]).to(device)
         with torch.no_grad():
             peaks.add(target_maps(loaded.model, x, loaded.layer).float().cpu(), np.stack([s.image for s in chunk]))
     if peaks.faces == 0:
-        raise ValueError(f"{data}: no usable faces")
+        raise ValueError(f"{data}: no usable faces ({counts.skipped_summary()})")
     dictionary = out / "channel_dictionary.json"
     parts = {c["channel"]: c.get("part") for c in json.loads(dictionary.read_text())} if dictionary.is_file() else {}
     return write_peak_locations(peaks, parts, out, loaded.label)
@@ -375,16 +391,16 @@ def add_explain_parser(subparsers) -> None:
     e.add_argument("--model", required=True, help="checkpoint (.safetensors)")
     e.add_argument("--data", required=True, help='face folder (e.g. HELEN with .pts files) or "synthetic"')
     e.add_argument("--out", required=True, help="output folder")
-    e.add_argument("--images", type=int, default=100, help="N: images per draw (default 100, as the paper)")
-    e.add_argument("--runs", type=int, default=5, help="R: independent draws (default 5)")
+    e.add_argument("--images", type=int_at_least(1), default=100, help="N: images per draw (default 100, as the paper)")
+    e.add_argument("--runs", type=int_at_least(1), default=5, help="R: independent draws (default 5)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--layer", default=None, help="target layer (default: the checkpoint's, e.g. features.relu5_3)")
-    e.add_argument("--rho", type=float, default=0.1, help="peak prominence threshold, relative to the map max")
-    e.add_argument("--limit", type=int, default=None, help="use at most this many faces (default: all)")
+    e.add_argument("--rho", type=float_in(0, 1), default=0.1, help="peak prominence threshold, relative to the map max")
+    e.add_argument("--limit", type=int_at_least(1), default=None, help="use at most this many faces (default: all)")
     e.add_argument("--crop", default="auto", choices=("auto", "detect", "none"))
     e.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
     e.add_argument("--landmarks", default="auto", choices=("auto", "file"), help="auto: dlib where no file")
-    e.add_argument("--batch", type=int, default=64)
+    e.add_argument("--batch", type=int_at_least(1), default=64)
     e.add_argument("--device", default="cpu")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_explain)

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from explainface.argtypes import float_in, int_at_least
 from explainface.evaluate.explain import SYNTHETIC
 from explainface.experiment.methods import (
     method_config,
@@ -594,9 +595,10 @@ def add_experiment_parser(subparsers) -> None:
     e.add_argument("--methods", default="softmax,ecloss",
                    help="comma-separated methods, each NAME[:key=value,...], e.g. "
                    "softmax,ecloss,ecloss:normalize=max,marginal=channels (default softmax,ecloss)")  # fmt: skip
-    e.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; --quick: 2)")
-    e.add_argument("--minutes", type=float, default=None, help="training minutes per run, calibrated once (default 8)")
-    e.add_argument("--steps", type=int, default=None, help="steps per run instead of --minutes")
+    e.add_argument("--seeds", type=int_at_least(1), default=None, help="seeds 0..N-1 (default 3; --quick: 2)")
+    e.add_argument("--minutes", type=float_in(0, low_open=True), default=None,
+                   help="training minutes per run, calibrated once (default 8)")
+    e.add_argument("--steps", type=int_at_least(1), default=None, help="steps per run instead of --minutes")
     e.add_argument("--out", required=True, help="experiment folder (re-run with the same folder to continue)")
     e.add_argument("--data", default=SYNTHETIC,
                    help="training data: synthetic (default), identity folders (an `explainface crop` cache) or a "
@@ -608,8 +610,8 @@ def add_experiment_parser(subparsers) -> None:
     e.add_argument("--faces", action="append", default=[], metavar="NAME=DIR",
                    help="faces for PE/LS/AR (repeatable): a folder with .pts/.parts.png beside the images "
                    "(else dlib landmarks)")  # fmt: skip
-    e.add_argument("--images", type=int, default=None, help="N images per PE/AR draw (default 100)")
-    e.add_argument("--runs", type=int, default=None, help="R draws (default 5)")
+    e.add_argument("--images", type=int_at_least(1), default=None, help="N images per PE/AR draw (default 100)")
+    e.add_argument("--runs", type=int_at_least(1), default=None, help="R draws (default 5)")
     e.add_argument("--quick", action="store_true", help="a smoke test in about a minute (tiny network)")
     e.add_argument("--quiet", action="store_true")
     e.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from explainface.argtypes import int_at_least
 from explainface.explain import figures
 from explainface.train.checkpoint import load_model
 
@@ -260,7 +261,7 @@ def add_visualize_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     v.add_argument("--layer", default=None, help="layer to show (default: the checkpoint's target layer)")
     v.add_argument("--dictionary", default=None, help="explainability.json of `explainface explain`")
     v.add_argument("--pair", type=parse_pair, default=None, help="two face indices for Grad-CAM (default 0,1)")
-    v.add_argument("--people", type=int, default=6, help="faces in the gallery (default 6)")
+    v.add_argument("--people", type=int_at_least(1), default=6, help="faces in the gallery (default 6)")
     v.add_argument(
         "--crop",
         default="auto",

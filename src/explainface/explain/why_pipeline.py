@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from explainface.argtypes import int_at_least
 from explainface.explain.why import PARTS, ReferenceMaps, explain_pair, summary_line
 
 #: Reference faces drawn for the channel dictionary and the reference mean when none are given.
@@ -226,7 +227,7 @@ def add_why_parser(subparsers) -> None:
     w.add_argument("--verification", default=None, help="a verify run's verification.json: its mean threshold")
     w.add_argument("--pairs", default=None, help="measure faithfulness over these pairs instead (verify's formats)")
     w.add_argument("--root", default=None, help="image folder of --pairs")
-    w.add_argument("--limit", type=int, default=200, help="--pairs: pairs drawn (default 200)")
+    w.add_argument("--limit", type=int_at_least(1), default=200, help="--pairs: pairs drawn (default 200)")
     w.add_argument("--crop", default="auto", choices=("auto", "detect", "none"))
     w.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
     w.add_argument("--device", default="cpu")

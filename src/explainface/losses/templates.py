@@ -158,6 +158,11 @@ def build_templates(
 
 def save_template_grid(templates: torch.Tensor, path: str | Path, limit: int = 48) -> Path:
     """Draw up to `limit` evenly spaced templates of a [K, H, W] set into a PNG grid."""
+    from explainface.argtypes import check_picture_path
+
+    path = check_picture_path(path)
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
     import matplotlib
 
     matplotlib.use("Agg")

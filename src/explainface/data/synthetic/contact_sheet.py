@@ -15,6 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from explainface.argtypes import check_picture_path
 from explainface.data.parts import LANDMARK_GROUPS, PART_COLORS, PART_NAMES
 from explainface.data.synthetic.generator import FaceSample, SyntheticFaces
 
@@ -68,7 +69,7 @@ def contact_sheet(samples: Sequence[FaceSample], path: str | os.PathLike, tile: 
         sheet[r * tile : (r + 1) * tile, x0 : x0 + TILES_PER_SAMPLE * tile] = np.concatenate(_triplet(s, tile), axis=1)
         cv2.line(sheet, (x0, r * tile), (x0, (r + 1) * tile - 1), (255, 255, 255), 1)  # sample separator
     _draw_legend(sheet[rows * tile :])
-    path = Path(path)
+    path = check_picture_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
