@@ -122,3 +122,16 @@ def test_large_folds_draw_distinct_pairs_without_enumerating():
     pairs = make_pairs(ids, folds=10, per_fold=300, seed=1)
     keys = {(p.name_a, p.index_a, p.name_b, p.index_b) for p in pairs}
     assert len(pairs) == len(keys) == 6000
+
+
+def test_read_lfw_pairs_reads_a_byte_order_mark_and_names_the_file_for_other_bytes(tmp_path):
+    from explainface.errors import InputError
+
+    text = "1\t1\nA\t1\t2\nA\t1\tB\t1\n"
+    plain, bom, latin = tmp_path / "plain.txt", tmp_path / "bom.txt", tmp_path / "latin.txt"
+    plain.write_text(text)
+    bom.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    latin.write_bytes(text.replace("B", "\xe9").encode("latin-1"))
+    assert read_lfw_pairs(bom) == read_lfw_pairs(plain) and len(read_lfw_pairs(plain)) == 2
+    with pytest.raises(InputError, match="latin.txt: pairs file is not UTF-8 text"):
+        read_lfw_pairs(latin)

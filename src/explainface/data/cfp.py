@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from explainface.data.pair_files import ImageRef, PairList, _raise_missing
+from explainface.data.pair_files import ImageRef, PairList, _is_file, _raise_missing, _short
+from explainface.data.pairs import read_text
 
 PROTOCOLS = ("FF", "FP")
 #: (pair-list file of the first image, of the second image) per protocol.
@@ -66,12 +67,12 @@ def _read_list(path: Path) -> dict[int, Path]:
     if not path.is_file():
         raise FileNotFoundError(f"CFP pair list not found: {path}")
     out: dict[int, Path] = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(path, "CFP pair list").splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split(maxsplit=1)
-        if len(fields) != 2 or not fields[0].isdigit():
-            raise ValueError(f"{path}:{n}: expected '<index> <image path>', got {line!r}")
+        if len(fields) != 2 or not _is_index(fields[0]):
+            raise ValueError(f"{path}:{n}: expected '<index> <image path>', got {_short(line)}")
         index = int(fields[0])
         if index in out:
             raise ValueError(f"{path}:{n}: index {index} appears twice")
@@ -81,16 +82,21 @@ def _read_list(path: Path) -> dict[int, Path]:
     return out
 
 
+def _is_index(field: str) -> bool:
+    """An image index: ASCII digits (`str.isdigit` admits '²' and other digits `int` refuses), at most 18."""
+    return field.isascii() and field.isdigit() and len(field) <= 18
+
+
 def _read_split(path: Path) -> list[tuple[int, int]]:
     if not path.is_file():
         raise FileNotFoundError(f"CFP split file not found: {path}")
     pairs = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(path, "CFP split file").splitlines(), start=1):
         if not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]
-        if len(fields) != 2 or not all(f.isdigit() for f in fields):
-            raise ValueError(f"{path}:{n}: expected '<index>,<index>', got {line!r}")
+        if len(fields) != 2 or not all(_is_index(f) for f in fields):
+            raise ValueError(f"{path}:{n}: expected '<index>,<index>', got {_short(line)}")
         pairs.append((int(fields[0]), int(fields[1])))
     return pairs
 
@@ -121,8 +127,10 @@ def read_cfp_pairs(path: str | os.PathLike, protocol: str | None = None) -> Pair
                     out.append(index.setdefault(image, len(index)))
                 same.append(label)
                 fold_of.append(f)
+    if not same:
+        raise ValueError(f"{split_dir}: no pairs in the same.txt / diff.txt files of its fold folders")
     images = list(index)
-    missing = [p for p in images if not p.is_file()]
+    missing = [p for p in images if not _is_file(p)]
     if missing:
         _raise_missing(split_dir, missing)
     return PairList([ImageRef.from_path(p) for p in images], np.array(a), np.array(b), np.array(same),

@@ -28,6 +28,7 @@ from explainface.data.images import (  # noqa: F401  (re-exported: the folder re
 )
 from explainface.data.synthetic.dataset import to_tensor
 from explainface.data.synthetic.export import PARTS_SUFFIX
+from explainface.errors import InputError
 
 BadPolicy = Literal["skip", "raise"]
 T = TypeVar("T")
@@ -93,18 +94,23 @@ def scan_identity_folders(
     return FolderIndex(root, identities, items)
 
 
+class NoUsableItems(InputError, RuntimeError):
+    """Every item of a dataset is unusable: a user error (an `InputError`); a `RuntimeError` as it used to be."""
+
+
 class BadItems:
     """Per-process record of unusable items: each is named in one warning and skipped, or raised (`bad="raise"`).
 
     A set per process is enough: every DataLoader worker keeps its own and warns on its own stderr.
     """
 
-    def __init__(self, policy: BadPolicy, what: str = "file", where: str = "") -> None:
+    def __init__(self, policy: BadPolicy, what: str = "file", where: str = "", dataset: str = "") -> None:
         if policy not in ("skip", "raise"):
             raise ValueError(f'bad must be "skip" or "raise", got {policy!r}')
         self.policy = policy
         self.what = what
         self.where = where
+        self.dataset = dataset or where  # what the error says has no usable item left
         self.seen: set = set()
 
     def report(self, item: Hashable, problem: str, cause: BaseException | None = None) -> None:
@@ -130,7 +136,8 @@ class BadItems:
             except Exception as e:  # any failure of one item (a custom loader's too) must not end a run
                 problem = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e) or type(e).__name__
                 self.report(item, problem, e)
-        raise RuntimeError(f"no usable {self.what} left: all {n} items are bad")
+        where = f"{self.dataset}: " if self.dataset else ""
+        raise NoUsableItems(f"{where}no usable {self.what} left: all {n} items are bad")
 
 
 class IdentityFolderDataset(Dataset):
@@ -157,7 +164,7 @@ class IdentityFolderDataset(Dataset):
             raise ValueError(f"size must be >= 1, got {size}")
         self.size = size
         self.loader = loader
-        self._bad = BadItems(bad, "image file")
+        self._bad = BadItems(bad, "image file", dataset=str(self.index.root))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -206,14 +213,21 @@ class IdentityFolderDataset(Dataset):
 
     def _landmarks(self, path: str, width: int, height: int) -> torch.Tensor:
         """The 68 landmarks of the `.pts` file beside image `path`, in the resized frame; NaN when there is none
-        (or it is not 68 points): a regulariser then places things through the mean face."""
+        (or it is not 68 points, or they lie outside the image): a regulariser then places things through the mean
+        face."""
         pts = Path(path).with_suffix(".pts")
         if pts.is_file():
             from explainface.data.landmarks import read_pts
+            from explainface.data.part_masks import check_landmarks_in_image
 
             try:
                 lm = np.asarray(read_pts(pts), dtype=np.float32)
-            except ValueError as e:  # the image is still good: warn once, train it with the mean face
+                if lm.shape == (68, 2):  # a point at 1e9 would throw the occluder fit far off, silently
+                    try:
+                        check_landmarks_in_image(lm, width, height)
+                    except ValueError as e:
+                        raise ValueError(f"{pts}: {e}") from None
+            except (OSError, ValueError) as e:  # the image is still good: warn once, train it with the mean face
                 if str(pts) not in self._bad_pts:
                     self._bad_pts.add(str(pts))
                     warnings.warn(f"{e}; the face's landmarks are taken as unknown", UserWarning, stacklevel=2)

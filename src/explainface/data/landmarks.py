@@ -100,6 +100,18 @@ _INDEX_MAPS: dict[str, IndexMap] = {
 #: WFLW's 6 attribute flags, in file order.
 WFLW_ATTRIBUTES: tuple[str, ...] = ("pose", "expression", "illumination", "make_up", "occlusion", "blur")
 _WFLW_FIELDS = 98 * 2 + 4 + len(WFLW_ATTRIBUTES) + 1
+#: The largest magnitude a coordinate may have: landmarks are float32, and a larger value would become infinite.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _shown(line: str, limit: int = 120) -> str:
+    """`repr(line)`, cut to `limit` characters: a message quotes the offending line, not a megabyte of it."""
+    text = repr(line)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _coordinate_ok(v: float) -> bool:
+    return math.isfinite(v) and abs(v) <= _FLOAT32_MAX
 
 
 def _read_lines(path: Path, kind: str) -> list[tuple[int, str]]:
@@ -113,13 +125,15 @@ def _read_lines(path: Path, kind: str) -> list[tuple[int, str]]:
 
 def _xy_row(fields: list[str], fail, n: int, line: str) -> tuple[float, float]:
     if len(fields) != 2:
-        raise fail(f"line {n}: expected two numbers 'x y', got {line!r}")
+        raise fail(f"line {n}: expected two numbers 'x y', got {_shown(line)}")
     try:
         x, y = float(fields[0]), float(fields[1])
     except ValueError:
-        raise fail(f"line {n}: non-numeric row {line!r}") from None
+        raise fail(f"line {n}: non-numeric row {_shown(line)}") from None
     if not (math.isfinite(x) and math.isfinite(y)):
-        raise fail(f"line {n}: non-finite coordinate {line!r}")
+        raise fail(f"line {n}: non-finite coordinate {_shown(line)}")
+    if not (_coordinate_ok(x) and _coordinate_ok(y)):
+        raise fail(f"line {n}: coordinate beyond the float32 range (|v| > 3.4e38) {_shown(line)}")
     return x, y
 
 
@@ -163,12 +177,12 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
                 break
             key, sep, value = line.partition(":")
             if not sep:
-                raise fail(f"line {n}: expected a 'key: value' header line or '{{', got {line!r}")
+                raise fail(f"line {n}: expected a 'key: value' header line or '{{', got {_shown(line)}")
             if key.strip().lower() == "n_points":
                 try:
                     expected = int(value.strip())
                 except ValueError:
-                    raise fail(f"line {n}: n_points is not an integer: {value.strip()!r}") from None
+                    raise fail(f"line {n}: n_points is not an integer: {_shown(value.strip())}") from None
         if body_start is None:
             raise fail("missing opening '{'")
         if lines[-1][1] != "}":
@@ -202,7 +216,7 @@ def _read_counted_points(path: Path, expected: int | None, kind: str) -> np.ndar
     try:
         count = int(first)
     except ValueError:
-        raise fail(f"line {n0}: expected the point count, got {first!r}") from None
+        raise fail(f"line {n0}: expected the point count, got {_shown(first)}") from None
     if expected is not None and count != expected:
         raise fail(f"line {n0}: point count is {count}, expected {expected}")
     if count <= 0:
@@ -258,6 +272,8 @@ def read_wflw(path: str | os.PathLike) -> list[WFLWRecord]:
             raise fail("non-numeric coordinate or box value") from None
         if not all(math.isfinite(v) for v in values):
             raise fail("non-finite coordinate or box value")
+        if not all(abs(v) <= _FLOAT32_MAX for v in values[:196]):
+            raise fail("coordinate beyond the float32 range (|v| > 3.4e38)")
         flags = fields[200:206]
         if any(f not in ("0", "1") for f in flags):
             raise fail(f"attribute flags must be 0 or 1, got {' '.join(flags)}")
@@ -279,6 +295,13 @@ def read_wflw(path: str | os.PathLike) -> list[WFLWRecord]:
 
 # ---------------------------------------------------------------------------
 # COCO-style keypoint JSON
+
+
+def _to_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range
+        return math.inf if value > 0 else -math.inf
 
 
 def _is_id(value: object) -> bool:
@@ -306,6 +329,10 @@ def read_coco_keypoints(path: str | os.PathLike, field: str = "auto") -> dict[st
         raise fail(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise fail(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise fail("JSON nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts (4300)
+        raise fail(f"invalid JSON: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise fail('expected an object with an "images" list')
     annotations = data.get("annotations", [])
@@ -326,20 +353,28 @@ def read_coco_keypoints(path: str | os.PathLike, field: str = "auto") -> dict[st
         has_face = any(isinstance(a, dict) and "face_kpts" in a for a in annotations)
         field = "face_kpts" if has_face else "keypoints"
     for i, ann in enumerate(annotations):
-        where = f"annotations[{i}]" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann else "")
+        has_id = isinstance(ann, dict) and _is_id(ann.get("id"))
+        where = f"annotations[{i}]" + (f" (id {str(ann['id'])[:80]})" if has_id else "")
         if not isinstance(ann, dict):
             raise fail(f"{where}: not an object")
         if not _is_id(ann.get("image_id")) or ann["image_id"] not in names:
-            raise fail(f"{where}: image_id {ann.get('image_id')!r} is not in images")
+            image_id = ann.get("image_id")
+            shown = _shown(image_id) if _is_id(image_id) or image_id is None else type(image_id).__name__
+            raise fail(f"{where}: image_id {shown} is not in images")
         flat = ann.get(field)
         if not isinstance(flat, list) or not flat or len(flat) % 3:
             raise fail(f'{where}: "{field}" must be a non-empty list of x, y, v triples')
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
             raise fail(f'{where}: "{field}" holds a non-numeric value')
-        kpts = np.asarray(flat, dtype=np.float64).reshape(-1, 3)
+        try:
+            kpts = np.asarray(flat, dtype=np.float64).reshape(-1, 3)
+        except OverflowError:  # an integer beyond the float64 range: infinite, refused below if labelled
+            kpts = np.asarray([_to_float(v) for v in flat], dtype=np.float64).reshape(-1, 3)
         labelled = kpts[:, 2] > 0
         if not np.isfinite(kpts[labelled, :2]).all():
             raise fail(f'{where}: "{field}" has a non-finite coordinate on a labelled point')
+        if not (np.abs(kpts[labelled, :2]) <= _FLOAT32_MAX).all():
+            raise fail(f'{where}: "{field}" has a coordinate beyond the float32 range (|v| > 3.4e38)')
         points = np.where(labelled[:, None], kpts[:, :2], np.nan).astype(np.float32)
         out[names[ann["image_id"]]].append(points)
     return out

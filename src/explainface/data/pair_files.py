@@ -23,7 +23,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from explainface.data.images import IMAGE_EXTENSIONS, decode_image_rgb, load_image_rgb
-from explainface.data.pairs import read_lfw_pairs
+from explainface.data.pairs import read_lfw_pairs, read_text
+from explainface.errors import InputError
 
 PAIR_FILE_SUFFIXES = (".txt", ".bin", ".csv")
 _TRUE, _FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f"}
@@ -53,11 +54,12 @@ class ImageRef:
     def from_bytes(cls, data: bytes, name: str) -> ImageRef:
         return cls(name=name, data=bytes(data))
 
-    def load_rgb(self) -> np.ndarray:
-        """Decode to RGB uint8 [H, W, 3]; `OSError`/`ValueError` name the file or the `.bin` entry."""
+    def load_rgb(self, max_side: int | None = None) -> np.ndarray:
+        """Decode to RGB uint8 [H, W, 3]; `OSError`/`ValueError` name the file or the `.bin` entry. `max_side`
+        decodes a large image reduced by 2, 4 or 8, its long side kept >= `max_side` (`images.decode_image_rgb`)."""
         if self.path is not None:
-            return load_image_rgb(self.path)
-        return decode_image_rgb(self.data, self.name)
+            return load_image_rgb(self.path, max_side)
+        return decode_image_rgb(self.data, self.name, max_side)
 
 
 @dataclass
@@ -113,7 +115,7 @@ def read_pairs(
     suffix = path.suffix.lower()
     if suffix not in PAIR_FILE_SUFFIXES:
         raise ValueError(f"{path}: unknown pair file type {path.suffix!r}; expected one of {PAIR_FILE_SUFFIXES}")
-    if not path.is_file():
+    if not _is_file(path):
         raise FileNotFoundError(f"pair file not found: {path}")
     root = Path(root) if root is not None else path.parent
     if suffix == ".txt":
@@ -125,6 +127,14 @@ def read_pairs(
     if len(pairs) == 0:
         raise ValueError(f"{path}: no pairs")
     return pairs
+
+
+def _is_file(path: Path) -> bool:
+    """`Path.is_file` that is False for paths the OS refuses (a name too long, an embedded NUL byte)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 # ---- LFW pairs.txt ---------------------------------------------------------------------------------------------
@@ -165,7 +175,7 @@ def _image_stems(folder: Path) -> dict[str, str]:
     """Image files in a folder by stem; where one stem has several extensions, IMAGE_EXTENSIONS order wins."""
     try:
         names = os.listdir(folder)
-    except OSError:
+    except (OSError, ValueError):  # missing, not a folder, or a name the OS refuses (a NUL byte)
         return {}
     rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
     found: dict[str, str] = {}
@@ -192,18 +202,25 @@ def _parse_same(value: str) -> bool | None:
 
 
 def _read_csv(path: Path, root: Path) -> PairList:
-    text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets write a byte-order mark
-    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(row)]
+    text = read_text(path, "pair CSV")  # with or without a byte-order mark: spreadsheets write one
+    reader = csv.reader(io.StringIO(text))
+    rows = []
+    try:
+        for row in reader:
+            if any(row):
+                rows.append((reader.line_num, row))
+    except csv.Error as e:  # a field over csv's size limit, an unterminated quote at the end, ...
+        raise InputError(f"{path}:{reader.line_num}: not a readable CSV line ({e})") from None
     if rows and len(rows[0][1]) == 3 and _parse_same(rows[0][1][2]) is None:
         rows = rows[1:]  # a header: its third field is not a boolean
     index: dict[Path, int] = {}
     a, b, same = [], [], []
     for n, row in rows:
         if len(row) != 3:
-            raise ValueError(f"{path}:{n}: expected 3 fields path_a,path_b,same, got {len(row)}: {row!r}")
+            raise ValueError(f"{path}:{n}: expected 3 fields path_a,path_b,same, got {len(row)}: {_short(row)}")
         label = _parse_same(row[2])
         if label is None:
-            raise ValueError(f"{path}:{n}: 'same' must be 1/0, true/false or yes/no, got {row[2]!r}")
+            raise ValueError(f"{path}:{n}: 'same' must be 1/0, true/false or yes/no, got {_short(row[2])}")
         for value, out in ((row[0], a), (row[1], b)):
             value = value.strip()
             if not value:
@@ -212,10 +229,16 @@ def _read_csv(path: Path, root: Path) -> PairList:
             out.append(index.setdefault(image, len(index)))
         same.append(label)
     images = list(index)
-    missing = [image for image in images if not image.is_file()]
+    missing = [image for image in images if not _is_file(image)]
     if missing:
         _raise_missing(path, missing)
     return PairList([ImageRef.from_path(p) for p in images], np.array(a), np.array(b), np.array(same), None, str(path))
+
+
+def _short(value: object, limit: int = 200) -> str:
+    """`repr(value)`, cut to `limit` characters: a message quotes the offending text, not a whole file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def write_csv_pairs(path: str | os.PathLike, rows: Iterable[tuple[str | os.PathLike, str | os.PathLike, bool]]) -> Path:
@@ -305,7 +328,13 @@ def _read_bin(path: Path) -> PairList:
     for i, s in enumerate(issame):
         # bool is an int; plain ints are admitted only as 0/1
         if not isinstance(s, int) or s not in (0, 1):
-            raise ValueError(f"{path}: issame[{i}] is {s!r}, expected a bool (or 0/1)")
+            if isinstance(s, int):
+                got = str(s) if abs(s) < 10**20 else f"an int of {s.bit_length()} bits"
+            elif isinstance(s, (str, bytes, bytearray, float)) or s is None:
+                got = _short(s[:200] if isinstance(s, (str, bytes, bytearray)) else s)
+            else:
+                got = _describe(s)
+            raise ValueError(f"{path}: issame[{i}] is {got}, expected a bool (or 0/1)")
     n = len(issame)
     pairs = np.arange(n, dtype=np.int64)
     return PairList(images, 2 * pairs, 2 * pairs + 1, np.array(issame, dtype=bool), None, str(path))

@@ -61,14 +61,27 @@ def write_lfw_pairs(
     return path
 
 
+def read_text(path: Path, what: str) -> str:
+    """The file as text: UTF-8 with or without a byte-order mark; `InputError` naming the file when it is not."""
+    from explainface.errors import InputError
+
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: {what} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def read_lfw_pairs(path: str | os.PathLike) -> list[Pair]:
     """Read an LFW `pairs.txt`; each pair's fold comes from its position (`2 * per_fold` lines per fold).
 
-    The header is `folds per_fold` (or a single count, read as one fold). Raises `ValueError` naming the file
-    and line number for malformed lines or a line count that does not match the header.
+    The header is `folds per_fold` (or a single count, read as one fold). UTF-8 with or without a byte-order
+    mark. Raises `ValueError` naming the file and line number for malformed lines, a line count that does not
+    match the header, or bytes that are not UTF-8.
     """
     path = Path(path)
-    numbered = [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
+    text = read_text(path, "pairs file")
+    numbered = [(n, line.split()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not numbered:
         raise ValueError(f"{path}: empty pairs file")
     n, header = numbered[0]
@@ -81,7 +94,9 @@ def read_lfw_pairs(path: str | os.PathLike) -> list[Pair]:
     elif len(counts) == 1:  # pairsDevTrain.txt / pairsDevTest.txt: one fold of `n` same + `n` different
         folds, per_fold = 1, counts[0]
     else:
-        raise ValueError(f"{path}:{n}: expected a header 'folds<TAB>pairs_per_fold', got {' '.join(header)!r}")
+        shown = " ".join(header)
+        shown = shown if len(shown) <= 80 else shown[:80] + "..."
+        raise ValueError(f"{path}:{n}: expected a header 'folds<TAB>pairs_per_fold', got {shown!r}")
     if folds < 0 or per_fold < 0:
         raise ValueError(f"{path}:{n}: negative count in header")
 
@@ -96,7 +111,9 @@ def read_lfw_pairs(path: str | os.PathLike) -> list[Pair]:
             else:
                 raise ValueError(f"expected 3 fields (name i j) or 4 (name1 i name2 j), got {len(fields)}")
         except ValueError as e:
-            raise ValueError(f"{path}:{n}: bad pair line {' '.join(fields)!r}: {e}") from None
+            shown = " ".join(fields)
+            shown = shown if len(shown) <= 200 else shown[:200] + "..."
+            raise ValueError(f"{path}:{n}: bad pair line {shown!r}: {str(e)[:200]}") from None
         if i < 1 or j < 1:
             raise ValueError(f"{path}:{n}: image indices are 1-based, got {i} and {j}")
         pairs.append(Pair(name_a, i, name_b, j, same=len(fields) == 3, fold=k // block if block else 0))

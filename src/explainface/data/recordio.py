@@ -15,6 +15,7 @@ record k holds the image-key range of one identity in its labels.
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 import struct
@@ -30,6 +31,7 @@ from torch.utils.data import Dataset
 from explainface.data.folders import BadItems, BadPolicy
 from explainface.data.images import decode_image_rgb, resize_image
 from explainface.data.synthetic.dataset import to_tensor
+from explainface.errors import InputError
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -43,6 +45,7 @@ IR_SIZE = struct.calcsize(IR_FORMAT)  # 24
 #: Keys and identity ranges are stored as float32 labels in the meta records: exact only below 2^24.
 MAX_EXACT_FLOAT32_INT = 1 << 24
 _HAS_PREAD = hasattr(os, "pread")
+_INT64_MAX = (1 << 63) - 1
 
 
 class IRHeader(NamedTuple):
@@ -235,6 +238,12 @@ class RecordIOReader:
             flag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
             if flag not in ((_FLAG_WHOLE, _FLAG_FIRST) if pos == offset else (_FLAG_MIDDLE, _FLAG_LAST)):
                 raise ValueError(f"{self.path_rec}: unexpected continuation flag {flag} at offset {pos}")
+            if length > 1 << 20:  # a corrupt length must not allocate up to 512 MB before the read comes back short
+                left = max(0, os.fstat(self._handle().fileno()).st_size - pos - 8)
+                if length > left:
+                    raise ValueError(
+                        f"{self.path_rec}: truncated record at offset {pos}: {length} bytes announced, {left} left"
+                    )
             body = self._pread(length, pos + 8)
             if len(body) < length:
                 raise ValueError(
@@ -320,10 +329,13 @@ def _parse_idx_lines(path: Path) -> list[tuple[int, int]]:
                 continue
             try:
                 key, offset = int(fields[0]), int(fields[1])
-                if len(fields) != 2 or offset < 0:
+                if len(fields) != 2 or not (0 <= offset <= _INT64_MAX and -_INT64_MAX <= key <= _INT64_MAX):
                     raise ValueError
             except (ValueError, IndexError):
-                raise ValueError(f"{path}:{n}: expected 'key<TAB>offset', got {line.rstrip()!r}") from None
+                shown = repr(line.rstrip())
+                shown = shown if len(shown) <= 120 else shown[:120] + "..."
+                raise ValueError(f"{path}:{n}: expected 'key<TAB>offset' (integers of 64 bits at most, the offset "
+                                 f">= 0), got {shown}") from None  # fmt: skip
             rows.append((key, offset))
     return rows
 
@@ -339,7 +351,10 @@ def scan_offsets(path_rec: str | os.PathLike) -> list[int]:
             magic, lrec = struct.unpack("<II", head)
             if magic != MAGIC:
                 raise ValueError(f"{path_rec}: bad magic number 0x{magic:08X} at offset {pos}")
+            inside = flag in (_FLAG_FIRST, _FLAG_MIDDLE)  # the previous part opened a record that goes on
             flag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
+            if flag not in ((_FLAG_MIDDLE, _FLAG_LAST) if inside else (_FLAG_WHOLE, _FLAG_FIRST)):
+                raise ValueError(f"{path_rec}: unexpected continuation flag {flag} at offset {pos}")
             if flag in (_FLAG_WHOLE, _FLAG_FIRST):
                 start = pos
             pos += 8 + length + (-length % 4)
@@ -363,11 +378,17 @@ def read_property(directory: str | os.PathLike) -> tuple[int, int, int] | None:
     path = Path(directory) / "property"
     if not path.is_file():
         return None
-    text = path.read_text().strip()
+    try:
+        text = path.read_bytes().decode("utf-8-sig").strip()
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: expected 'num_classes,height,width', not UTF-8 text ({e.reason})") from None
     try:
         num_classes, height, width = (int(v) for v in text.split(","))
+        if min(num_classes, height, width) < 1 or max(num_classes, height, width) > _INT64_MAX:
+            raise ValueError
     except ValueError:
-        raise ValueError(f"{path}: expected 'num_classes,height,width', got {text!r}") from None
+        shown = repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+        raise ValueError(f"{path}: expected 'num_classes,height,width' (positive integers), got {shown}") from None
     return num_classes, height, width
 
 
@@ -434,23 +455,37 @@ class RecordIODataset(Dataset):
         self._bad = BadItems(bad, "record key", where=str(rec))
 
     def _image_keys(self) -> Sequence[int]:
+        keys = self.reader.key_array
         if 0 in self.reader:
-            header, image = unpack_header(self.reader.read(0))
+            try:
+                header, image = unpack_header(self.reader.read(0))
+            except ValueError as e:
+                raise InputError(f"{self.reader.path_rec}: record 0: {e}") from None
             if header.flag >= 2 and not image:
-                first, end = int(header.label[0]), int(header.label[1])
+                first, end = (float(v) for v in header.label[:2])
+                n = len(keys)
+                if not all(math.isfinite(v) and v == int(v) for v in (first, end)) or not 1 <= first <= end:
+                    raise InputError(f"{self.reader.path_rec}: meta record 0 names image keys 1..{first:g} - 1 "
+                                     f"and identity keys {first:g}..{end:g} - 1: not a valid key range")  # fmt: skip
+                first, end = int(first), int(end)
+                if end - first > n:
+                    raise InputError(f"{self.reader.path_rec}: meta record 0 names {end - first} identity records "
+                                     f"(keys {first}..{end - 1}), but the index holds only {n} keys")  # fmt: skip
                 self.identity_keys = range(first, end)
-                wanted = np.arange(1, first, dtype=np.int64)
-                present = np.isin(wanted, self.reader.key_array)
-                if present.all():
-                    return range(1, first)
-                warnings.warn(
-                    f"{self.reader.path_idx}: {int((~present).sum())} of the {first - 1} image keys named by "
-                    "meta record 0 are missing from the index; they are left out",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                return wanted[present]
-        return self.reader.key_array
+                present = np.sort(keys[(keys >= 1) & (keys < first)])  # never allocates by the meta record's numbers
+                if len(present) == first - 1:
+                    keys = range(1, first)
+                else:
+                    warnings.warn(
+                        f"{self.reader.path_idx or self.reader.path_rec}: {first - 1 - len(present)} of the "
+                        f"{first - 1} image keys named by meta record 0 are missing from the index; they are left out",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                    keys = present
+        if len(keys) == 0:
+            raise InputError(f"{self.reader.path_rec}: no image records")
+        return keys
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -464,7 +499,13 @@ class RecordIODataset(Dataset):
             elif self.identity_keys is not None:
                 self._num_classes = len(self.identity_keys)
             else:
-                self._num_classes = 1 + max(_label(unpack_header(self.reader.read(k))[0]) for k in self.keys)
+                labels = []
+                for k in self.keys:
+                    try:
+                        labels.append(_label(unpack_header(self.reader.read(k))[0]))
+                    except ValueError as e:
+                        raise InputError(f"{self.reader.path_rec}: record key {k}: {e}") from None
+                self._num_classes = 1 + max(labels)
         return self._num_classes
 
     @property
@@ -484,10 +525,19 @@ class RecordIODataset(Dataset):
     def _load(self, j: int) -> tuple[torch.Tensor, int]:
         key = self._key(j)
         header, image = unpack_header(self.reader.read(key))
+        label = _label(header)
+        classes = self.property[0] if self.property else len(self.identity_keys) if self.identity_keys else None
+        if classes is not None and label >= classes:  # the loss would index past its class weights
+            source = "property" if self.property else "meta record 0"
+            raise ValueError(f"label {label} is outside the {classes} classes that {source} declares")
         rgb = decode_image_rgb(image, str(key))
-        return to_tensor(np.ascontiguousarray(resize_image(rgb, self.size))), _label(header)
+        return to_tensor(np.ascontiguousarray(resize_image(rgb, self.size))), label
 
 
 def _label(header: IRHeader) -> int:
-    """The class of an image record: its label, or the first of its labels (insightface)."""
-    return int(header.label if header.flag == 0 else header.label[0])
+    """The class of an image record: its label, or the first of its labels (insightface); a `ValueError` unless it
+    is a whole number >= 0."""
+    label = float(header.label if header.flag == 0 else header.label[0])
+    if not (math.isfinite(label) and 0 <= label < MAX_EXACT_FLOAT32_INT and label == int(label)):
+        raise ValueError(f"label {label:g} is not a class number (a whole number in 0..2^24 - 1)")
+    return int(label)
