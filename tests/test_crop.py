@@ -370,3 +370,28 @@ def test_dlib_cnn_detector_loads_its_model_from_face_recognition_models():
     (image,) = _real_images("lfw", "*/*.jpg", 1)
     _assert_finds_the_face(d.detect(image), image)
     assert pickle.loads(pickle.dumps(d)).detect(image)  # reloads the model after a trip to a worker
+
+
+def test_a_large_photo_is_cropped_from_a_reduced_decode_in_full_image_pixels():
+    """Issue 15: a photo over twice `CROP_MAX_SIDE` is decoded at 1/2..1/8 (memory), and the crop's square and box
+    are still reported in the full image's pixels, matching the full-size crop."""
+    import cv2
+
+    from explainface.data.crop import CROP_MAX_SIDE, crop_face, crop_face_file
+    from explainface.data.detect import create_detector
+    from explainface.data.synthetic import SyntheticFaces
+
+    face = SyntheticFaces(seed=0).sample(identity=1, index=0, size=256).image
+    big = cv2.resize(face, (4 * CROP_MAX_SIDE + 100, 4 * CROP_MAX_SIDE + 100), interpolation=cv2.INTER_LINEAR)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    det = create_detector("haar")
+    crop, info = crop_face_file(data, "big.jpg", det, size=112)
+    full_crop, full_info = crop_face(big, det, size=112)
+    assert info.source_shape == big.shape[:2] == full_info.source_shape
+    assert info.status == full_info.status and crop.shape == full_crop.shape == (112, 112, 3)
+    side = full_info.square[2]
+    assert np.abs(np.subtract(info.square, full_info.square)).max() <= 0.05 * side + 8
+    assert np.abs(crop.astype(float) - full_crop.astype(float)).mean() < 12
+    small = cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))[1]
+    assert crop_face_file(small, "small.png", det, size=112)[1] == crop_face(face, det, size=112)[1]

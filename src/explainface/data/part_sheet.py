@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 
 from explainface.argtypes import check_picture_path, float_in, int_at_least, picture_path
+from explainface.data.crop import CROP_MAX_SIDE
 from explainface.data.detect import DETECTORS, FaceDetector, create_detector
-from explainface.data.images import IMAGE_EXTENSIONS, load_image_rgb
+from explainface.data.images import IMAGE_EXTENSIONS, load_image_rgb_reduced, points_to_reduced
 from explainface.data.landmarks import read_pts
 from explainface.data.part_masks import (
     SPLIT_PART_COLORS,
@@ -66,15 +67,16 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     )
 
 
-def image_landmarks(path: Path, image: np.ndarray, detector: FaceDetector) -> tuple[np.ndarray, str]:
+def image_landmarks(path: Path, image: np.ndarray, detector: FaceDetector, k: int = 1) -> tuple[np.ndarray, str]:
     """The image's 68 landmarks and their source: the same-stem `.pts` ("pts") or dlib's predictor ("dlib").
+    `k`: the image was decoded reduced by k (`images.load_image_rgb_reduced`), the `.pts` is of the full image.
     ValueError naming the file when the `.pts` is malformed or not 68 points, or when dlib finds no face."""
     pts = path.with_suffix(".pts")
     if pts.is_file():
         lm = read_pts(pts)
         if lm.shape != (68, 2):
             raise ValueError(f"{pts}: expected 68 points, got {len(lm)}")
-        return lm, "pts"
+        return points_to_reduced(lm, k), "pts"
     lm = predict_landmarks68(image, detector=detector)
     if lm is None:
         raise ValueError(f"{path}: no face found for the landmark predictor")
@@ -118,8 +120,8 @@ def part_contact_sheet(
         path = images[i]
         name = path.relative_to(root).as_posix()
         try:
-            image = load_image_rgb(path)
-            lm, source = image_landmarks(path, image, det)
+            image, k = load_image_rgb_reduced(path, max(CROP_MAX_SIDE, 2 * size))  # a large photo: reduced
+            lm, source = image_landmarks(path, image, det, k)
             crop, pts, labels, info = face_parts_for_crop(image, lm, det, size=size, margin=margin, split_lr=split_lr)
         except (OSError, ValueError) as e:
             report.failures[name] = str(e)

@@ -138,9 +138,9 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     """One face file at the model input size with its part labels (see `folder_samples` for `crop` and
     `landmarks`; `detector` is a name or a detector instance). Raises ValueError naming the file when it has no
     landmarks (no `.pts` / `.parts.png` beside it and dlib finds no face, or `landmarks="file"`)."""
-    from explainface.data.crop import crop_face, is_model_input_folder
+    from explainface.data.crop import CROP_MAX_SIDE, crop_face, is_model_input_folder
     from explainface.data.detect import create_detector
-    from explainface.data.images import load_image_rgb, resize_image
+    from explainface.data.images import load_image_rgb_reduced, points_to_reduced, resize_image
     from explainface.data.landmarks import read_landmarks
     from explainface.data.part_masks import (
         check_landmarks_in_image,
@@ -153,14 +153,15 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     if crop == "auto":
         crop = "none" if is_model_input_folder(path.parent) or is_model_input_folder(path.parent.parent) else "detect"
     stem = path.with_name(path.name.rsplit(".", 1)[0])
-    image = load_image_rgb(path)
+    label_png, pts_file = stem.with_name(stem.name + PARTS_SUFFIX), stem.with_suffix(".pts")
+    # a large photo is decoded reduced (its landmarks follow); a label PNG is of the full image, so not then
+    image, k = load_image_rgb_reduced(path, None if label_png.is_file() else max(CROP_MAX_SIDE, 2 * size))
     h, w = image.shape[:2]
     labels_full, source, pts = None, None, None
-    label_png, pts_file = stem.with_name(stem.name + PARTS_SUFFIX), stem.with_suffix(".pts")
     if label_png.is_file():
         labels_full, source = load_label_png(label_png, (h, w)), "parts.png"
     elif pts_file.is_file():
-        pts, source = read_landmarks(pts_file), "pts"
+        pts, source = points_to_reduced(read_landmarks(pts_file), k), "pts"
     elif landmarks == "auto":
         pts, source = predict_landmarks68(image), "dlib"
         if pts is None:

@@ -54,8 +54,8 @@ def load_faces(paths: Sequence[str | Path], size: int, crop: str = "auto", detec
     """Image files (or folders of them) as model inputs: `crop="detect"` cuts the main face as `verify` does (square
     with margin, no alignment; the centred square where no face is found), `"none"` only resizes, `"auto"` leaves
     images that are already square crops of the input size as they are and detects in the others."""
-    from explainface.data.crop import crop_face
-    from explainface.data.images import load_image_rgb, resize_image
+    from explainface.data.crop import crop_face_file
+    from explainface.data.images import decode_image_rgb, image_size, resize_image
     from explainface.evaluate.explain import face_files
 
     if crop not in ("auto", "detect", "none"):
@@ -74,16 +74,18 @@ def load_faces(paths: Sequence[str | Path], size: int, crop: str = "auto", detec
     det = None
     images = []
     for f in files:
-        image = load_image_rgb(f)  # errors name the file
-        h, w = image.shape[:2]
-        if crop == "none" or (crop == "auto" and h == w == size):
-            images.append(resize_image(image, size))
+        data = np.fromfile(f, np.uint8)
+        dims = image_size(data) if crop == "auto" else None  # (width, height) from a JPEG / PNG header
+        if crop == "auto" and dims is None:
+            dims = decode_image_rgb(data, str(f)).shape[1::-1]
+        if crop == "none" or dims == (size, size):
+            images.append(resize_image(decode_image_rgb(data, str(f), max_side=2 * size), size))  # errors name f
             continue
         if det is None:
             from explainface.data.detect import create_detector
 
             det = create_detector(detector)
-        face, _ = crop_face(image, det, size=size)
+        face, _ = crop_face_file(data, str(f), det, size=size)  # a large photo is decoded reduced
         images.append(face)
     return Faces(images, [f.stem for f in files])
 
