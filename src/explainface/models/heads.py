@@ -167,6 +167,11 @@ _HEADS: dict[str, type[nn.Module]] = {
 }
 
 
+def list_heads() -> list[str]:
+    """The registered identity heads' names (what `create_head` and the config's `head.name` accept)."""
+    return sorted(_HEADS)
+
+
 def create_head(name: str, embedding_dim: int, num_classes: int, **kwargs: Any) -> nn.Module:
     """Build the identity head `name` ("softmax", "cosface", "arcface" or "partial_fc"); kwargs go to its class."""
     try:

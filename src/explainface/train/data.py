@@ -69,7 +69,9 @@ def build_train_dataset(cfg: DataConfig, size: int, landmarks: bool = False) -> 
 
         ds = RecordIODataset(cfg.root, size=size)
         return (UnknownLandmarks(ds) if landmarks else ds), ds.num_classes
-    raise ValueError(f"data.kind must be synthetic, folder or recordio, got {cfg.kind!r}")
+    from explainface.train.config import DATA_KINDS
+
+    raise ValueError(f"data.kind must be one of {', '.join(DATA_KINDS)}, got {cfg.kind!r}")
 
 
 class UnknownLandmarks(Dataset):

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from explainface.data.landmarks import mirror_landmarks
+from explainface.errors import TrainingInterrupted
 from explainface.losses import StepContext, create_regularizer, make_beta
 from explainface.losses.beta import regularized_loss
 from explainface.models import FeatureCapture, create_head, create_model, identity_loss
@@ -48,7 +49,7 @@ from explainface.train.checkpoint import (
     save_checkpoint,
     unprefixed,
 )
-from explainface.train.config import TrainConfig, regularizer_options, start_step
+from explainface.train.config import TrainConfig, check_config, check_device, regularizer_options, start_step
 from explainface.train.data import ResumableBatches, build_pair_set, build_train_dataset
 
 #: What a regulariser may ask of the data (`Regularizer.NEEDS`).
@@ -87,9 +88,9 @@ def regularizer_keys(specs: list[dict]) -> list[str]:
 
 
 def _resolve_device(name: str, d: dd.Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
+    """The torch device of ``run.device`` (checked: an `InputError` if this build or machine lacks it); a bare
+    ``cuda`` is this process's local rank."""
+    dev = torch.device(check_device(name, "run.device"))
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", d.local_rank)
     return dev
@@ -99,7 +100,8 @@ class Trainer:
     """Builds everything from a `TrainConfig`, resumes from `out_dir` when it holds a checkpoint."""
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> None:
-        self.cfg, self.out = cfg, Path(out_dir)
+        # a config edited in code after `load_config` gets the same checks (an InputError naming the key)
+        self.cfg, self.out = check_config(cfg, "the trainer's config"), Path(out_dir)
         r = cfg.run
         if r.threads:
             torch.set_num_threads(int(r.threads))
@@ -153,7 +155,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.sampler = ResumableBatches(len(self.dataset), o.batch_size, r.seed, self.dist.rank, self.dist.world)
-        self.total_steps = o.max_steps or o.epochs * self.sampler.steps_per_epoch
+        self.total_steps = o.max_steps if o.max_steps is not None else o.epochs * self.sampler.steps_per_epoch
         # a regulariser with `start` is off (not computed, its beta not updated) before that step
         self.reg_starts = [start_step(s.get("start", 0), self.total_steps) for s in cfg.regularizers]
         self.loader = DataLoader(
@@ -438,8 +440,8 @@ class Trainer:
                     if not every_val and self.step < self.total_steps:
                         self.validate()  # end of an epoch
         except KeyboardInterrupt:
-            self.save()
-            raise
+            self.save()  # the step reached so far: the same command resumes from it
+            raise TrainingInterrupted(self.step, str(self.ckpt_path)) from None
         finally:
             bar.close()
         elapsed = time.perf_counter() - start_time  # training only: the final validation is not counted
