@@ -79,17 +79,38 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
 def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int = 10) -> dict:
     """10-fold verification accuracy: best threshold on 9 folds, applied to the 10th.
 
-    `folds` is a fold id per pair (official folds) or a number of contiguous folds.
-    Returns mean and standard deviation of the fold accuracies, and per-fold values.
+    `folds` is a fold id per pair (official folds) or a number of contiguous folds (at least 2).
+    Returns mean and standard deviation of the fold accuracies, per-fold values and thresholds, `folds` (the number
+    of folds used) and `notes` (what was done differently, in words).
+
+    Too few pairs: the protocol needs at least 2 pairs (a threshold is chosen on some pairs and tested on
+    others), else a `ValueError` says so. With fewer pairs than `folds`, every pair is its own fold (leave-one-out
+    cross-validation) and a note says so; official fold ids that leave fewer than 2 non-empty folds (e.g. after
+    unreadable images dropped pairs) fall back to contiguous folds, also with a note.
     """
     scores = np.asarray(scores, dtype=np.float64)
     same = np.asarray(same).astype(bool)
     if scores.shape != same.shape or scores.ndim != 1:
         raise ValueError(f"scores and same must be 1-D of equal length, got {scores.shape} and {same.shape}")
-    if isinstance(folds, int):
-        fold_id = np.arange(len(scores)) * folds // max(1, len(scores))
-    else:
+    n = len(scores)
+    if n < 2:
+        raise ValueError(f"the k-fold verification protocol needs at least 2 pairs (a threshold is chosen on some "
+                         f"pairs and tested on the others), got {n}")  # fmt: skip
+    notes: list[str] = []
+    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool):
         fold_id = np.asarray(folds)
+        if fold_id.shape != scores.shape:
+            raise ValueError(f"folds must be a number or one fold id per pair, got shape {fold_id.shape} for {n} pairs")
+        if len(np.unique(fold_id)) < 2:
+            notes.append(f"the {n} pairs are all in one official fold: {min(10, n)} contiguous folds used instead")
+            folds = min(10, n)
+    if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
+        if folds < 2:
+            raise ValueError(f"folds must be at least 2 (a threshold is chosen on the other folds), got {folds}")
+        k = min(int(folds), n)
+        if k < folds:
+            notes.append(f"only {n} pairs: {k}-fold (leave-one-out) cross-validation instead of {folds}-fold")
+        fold_id = np.arange(n) * k // n
     accs, thrs = [], []
     for f in np.unique(fold_id):
         test = fold_id == f
@@ -101,7 +122,9 @@ def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int
         "accuracy_std": float(np.std(accs)),
         "fold_accuracies": accs,
         "thresholds": thrs,
-        "pairs": int(len(scores)),
+        "pairs": int(n),
+        "folds": len(accs),
+        "notes": notes,
     }
 
 
@@ -127,10 +150,30 @@ def roc(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 def verification_report(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int = 10) -> dict:
     """Everything SPEC §5 reports: 10-fold accuracy (mean, s.d.), ROC AUC, EER, TAR at FAR 1e-2 / 1e-3.
 
-    TAR at a FAR is reported only when there are at least 1/FAR different pairs (else None).
+    TAR at a FAR is reported only when there are at least 1/FAR different pairs (else None). AUC, EER and TAR are
+    undefined when the pairs are all of one kind (all same-person or all different-person): they are None then,
+    and `notes` says why. Scores that are not finite (NaN, inf) are a `ValueError`: they come from a broken model
+    and would give a meaningless number. Too few pairs: see `kfold_accuracy`.
     """
+    scores = np.asarray(scores, dtype=np.float64)
+    bad = int((~np.isfinite(scores)).sum()) if scores.ndim == 1 else 0
+    if bad:
+        raise ValueError(f"{bad} of {len(scores)} pair scores are not finite (NaN or inf): the model that made them "
+                         "is broken")  # fmt: skip
     res = kfold_accuracy(scores, same, folds)
+    same = np.asarray(same).astype(bool)
     far, tar, thr = roc(scores, same)
+    positives, negatives = int(same.sum()), int((~same).sum())
+    res["same_pairs"], res["different_pairs"] = positives, negatives
+    if positives == 0 or negatives == 0:
+        kind = "same-person" if negatives == 0 else "different-person"
+        res["notes"].append(
+            f"AUC, EER and TAR@FAR are undefined: all {len(same)} pairs are {kind} pairs (they need both kinds), "
+            "and the accuracy says little: one side of any threshold is empty"
+        )
+        res.update({"auc": None, "eer": None, "tar_at_far": {f"{t:g}": None for t in (1e-2, 1e-3)},
+                    "roc": {"far": far, "tar": tar, "thresholds": thr}})  # fmt: skip
+        return res
     auc = float(np.trapezoid(tar, far))
     # EER: where FAR = 1 - TAR, interpolated between the two ROC points that bracket it
     frr = 1.0 - tar
@@ -141,7 +184,6 @@ def verification_report(scores: np.ndarray, same: np.ndarray, folds: np.ndarray 
         d0, d1 = frr[i - 1] - far[i - 1], frr[i] - far[i]
         w = d0 / (d0 - d1) if d0 != d1 else 0.0
         eer = float(far[i - 1] + w * (far[i] - far[i - 1]))
-    negatives = int((~np.asarray(same).astype(bool)).sum())
     tar_at = {}
     for target in (1e-2, 1e-3):
         ok = far <= target

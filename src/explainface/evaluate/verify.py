@@ -18,77 +18,222 @@ Two kinds of model share it:
 Images of insightface `.bin` files are already cropped faces: they are only
 resized. Pairs are scored by a pair scorer (`evaluate.scoring`): the cosine of
 the embeddings, or xCos for a checkpoint trained with an xCos head (`score`).
+
+Only the images the pairs name are read and cropped. An image that cannot be read (an empty or truncated file,
+text saved as .jpg) is skipped, not fatal: it is named with its reason in the result (`skipped_images`), the
+pairs that use it are dropped and counted (`pairs_dropped`), and the summary says so; if every pair is dropped,
+`verify` raises an `InputError`. Options (`batch`, `workers`, `device`, ...) are checked before anything is
+read, and a model whose embeddings or scores are not finite is an error naming it, never a number.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from explainface.errors import InputError
 from explainface.evaluate.verification import plot_roc, verification_report
 
 DLIB = "dlib"
+#: How many skipped images a summary line or an error names (the result JSON names them all).
+SHOWN = 3
+#: The fewest pairs the k-fold protocol can score: a threshold chosen on some, tested on the others.
+MIN_PAIRS = 2
 
 
 def _common_root(paths: list[Path]) -> Path:
-    return Path(os.path.commonpath([str(p.parent.parent) for p in paths]))
+    """The folder above the images' identity folders: `root` of `root/<identity>/<file>`."""
+    return Path(os.path.commonpath([str(p.resolve().parent.parent) for p in paths]))
 
 
 def _identity_layout(paths: list[Path]) -> bool:
     """Whether every image is `root/<identity>/<file>` under one root (what `crop_folder` crops)."""
-    root = _common_root(paths).resolve()
+    root = _common_root(paths)
     return all(len(p.resolve().relative_to(root).parts) == 2 for p in paths)
+
+
+def _reason(err: BaseException, name: str) -> str:
+    """What is wrong with an image, from the error reading it, without the image's name in front."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[len(name) + 2 :] if text.startswith(f"{name}: ") else text
+
+
+def _resized(path, size: int, i: int, out: list, skipped: dict[int, str], name: str | None = None) -> None:
+    """`out[i]` = the image at `path` resized to `size`, or `skipped[i]` = why it cannot be read."""
+    from explainface.data.images import load_image_rgb, resize_image
+
+    try:
+        out[i] = resize_image(load_image_rgb(path), size)
+    except (OSError, ValueError) as e:
+        reason = _reason(e, str(path))
+        skipped[i] = reason if name is None else f"{name}: {reason}"
 
 
 def crop_images(
     refs, size: int, crops_dir: Path, detector: str, workers: int, progress: bool, crop: str = "auto"
-) -> list[np.ndarray]:
-    """Crops of the pair images at `size` (no alignment); cached under `crops_dir`.
+) -> tuple[list[np.ndarray | None], dict[int, str]]:
+    """(crops, skipped): the crop of each pair image at `size` (no alignment; cached under `crops_dir`), and the
+    images that cannot be read as {index: reason}, their crops None.
 
-    Images on disk in an identity-folder tree are cropped with `crop_folder` (parallel, cached), unless `crop`
-    is "none", or "auto" and the folder already holds model-input crops (a crop cache or a synthetic export):
-    those, and images given as bytes (`.bin`, already face crops), are only resized.
+    Only these images are read: images on disk in an identity-folder tree are cropped with `crop_folder`
+    (parallel, cached) on a tree of links to them, never on the rest of the folder; other layouts file by file
+    (`crop_files`). Unless `crop` is "none", or "auto" and the folder already holds model-input crops (a crop
+    cache or a synthetic export): those, and images given as bytes (`.bin`, already face crops), are only resized.
     """
-    from explainface.data.crop import crop_folder, is_model_input_folder
-    from explainface.data.images import load_image_rgb, resize_image
+    from explainface.data.crop import is_model_input_folder
 
     if crop not in ("auto", "detect", "none"):
-        raise ValueError(f'crop must be "auto", "detect" or "none", got {crop!r}')
+        raise InputError(f'crop must be "auto", "detect" or "none", got {crop!r}')
     out: list[np.ndarray | None] = [None] * len(refs)
+    skipped: dict[int, str] = {}
     on_disk = [(i, r.path) for i, r in enumerate(refs) if getattr(r, "path", None) is not None]
+    paths = [p for _, p in on_disk]
     if on_disk and crop == "auto":
-        crop = "none" if is_model_input_folder(_common_root([p for _, p in on_disk])) else "detect"
+        here = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+        crop = "none" if is_model_input_folder(here) or is_model_input_folder(_common_root(paths)) else "detect"
     if on_disk and crop == "none":
         for i, p in on_disk:
-            out[i] = resize_image(load_image_rgb(p), size)
-    elif on_disk and not _identity_layout([p for _, p in on_disk]):
-        # another layout (CFP: NNN/frontal/XX.jpg): crop file by file, cached the same way
-        from explainface.data.crop import crop_files
-
-        paths = [p for _, p in on_disk]
-        root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-        for (i, _), cached in zip(on_disk, crop_files(paths, root, crops_dir, size, detector=detector,
-                                                      progress=progress)):  # fmt: skip
-            out[i] = resize_image(load_image_rgb(cached), size)
+            _resized(p, size, i, out, skipped)
     elif on_disk:
-        root = _common_root([p for _, p in on_disk])
-        crop_folder(root, crops_dir, size=size, detector=detector, workers=workers, progress=progress)
-        for i, p in on_disk:
-            rel = p.resolve().relative_to(root.resolve())
-            cached = crops_dir / rel.parent / (rel.stem + ".jpg")
-            if not cached.is_file():
-                cached = cached.with_suffix(".png")
-            out[i] = resize_image(load_image_rgb(cached), size)
+        if _identity_layout(paths):
+            made = _crop_identity_folders(paths, crops_dir, size, detector, workers, progress)
+        else:  # another layout (CFP: NNN/frontal/XX.jpg): crop file by file, cached the same way
+            root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+            made = _crop_files_skipping(paths, root, crops_dir, size, detector, progress)
+        for (i, _), cached in zip(on_disk, made):
+            if isinstance(cached, str):
+                skipped[i] = cached
+            else:
+                _resized(cached, size, i, out, skipped, name=f"its crop {cached}")
     for i, r in enumerate(refs):
-        if out[i] is None:
-            out[i] = resize_image(r.load_rgb(), size)
-    return out  # type: ignore[return-value]
+        if out[i] is None and i not in skipped:
+            try:
+                from explainface.data.images import resize_image
+
+                out[i] = resize_image(r.load_rgb(), size)
+            except (OSError, ValueError) as e:
+                skipped[i] = _reason(e, r.name)
+    return out, skipped
+
+
+def _link(target: Path, link: Path) -> None:
+    """`link` -> `target`: a symbolic link, else a hard link, else a copy (keeping the time stamp)."""
+    for make in (os.symlink, os.link, shutil.copy2):
+        try:
+            make(target, link)
+            return
+        except OSError:
+            continue
+    raise OSError(f"cannot link or copy {target} to {link}")
+
+
+def _crop_identity_folders(paths: list[Path], crops_dir: Path, size: int, detector, workers: int,
+                           progress: bool) -> list[Path | str]:  # fmt: skip
+    """`crop_folder` for exactly these images of `root/<identity>/<file>`: it crops a temporary tree of links to
+    them (the cache, `crops_dir/<identity>/<stem>.jpg`, is the same as for the whole folder). The crop of each
+    path, or why there is none."""
+    from explainface.data.crop import crop_folder
+    from explainface.data.images import IMAGE_EXTENSIONS
+
+    root = _common_root(paths)
+    rels = [p.resolve().relative_to(root) for p in paths]
+    made: list[Path | str | None] = [None] * len(paths)
+    with tempfile.TemporaryDirectory(prefix="explainface-verify-") as tmp:
+        src = Path(tmp) / "images"
+        for j, (p, rel) in enumerate(zip(paths, rels)):
+            if rel.suffix.lower() not in IMAGE_EXTENSIONS:
+                kind = rel.suffix or "(none)"
+                made[j] = f"not cropped: the file type {kind!r} is not one of {' '.join(IMAGE_EXTENSIONS)}"
+            elif any(part.startswith(".") for part in rel.parts) or rel.name.lower().endswith(".parts.png"):
+                made[j] = "not cropped: hidden files and part label maps (.parts.png) are not face images"
+            elif not (src / rel).exists():
+                (src / rel).parent.mkdir(parents=True, exist_ok=True)
+                _link(p.resolve(), src / rel)
+        if src.is_dir():
+            with warnings.catch_warnings():  # verify names the unreadable images itself
+                warnings.filterwarnings("ignore", message=r".*unreadable image")
+                report = crop_folder(src, crops_dir, size=size, detector=detector, workers=workers, progress=progress)
+            reasons = report.unreadable_reasons
+            _name_source(crops_dir, root, len(paths))
+        else:
+            reasons = {}
+    for j, rel in enumerate(rels):
+        if made[j] is not None:
+            continue
+        if rel.as_posix() in reasons:
+            made[j] = reasons[rel.as_posix()]
+            continue
+        cached = crops_dir / rel.parent / (rel.stem + ".jpg")
+        if not cached.is_file():
+            cached = cached.with_suffix(".png")
+        made[j] = cached if cached.is_file() else f"no crop was made (none in {crops_dir / rel.parent})"
+    return made  # type: ignore[return-value]
+
+
+def _name_source(crops_dir: Path, root: Path, count: int) -> None:
+    """Name the real image folder, not the temporary tree of links, in the crop cache's meta and report."""
+    for file, key in (("crop_meta.json", "source"), ("crop_report.json", "src_root")):
+        path = crops_dir / file
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            data[key] = str(root)
+            data["source_images"] = f"the {count} images a pair set names (verify)"
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
+            os.replace(tmp, path)
+
+
+def _crop_files_skipping(paths: list[Path], root: Path, crops_dir: Path, size: int, detector,
+                         progress: bool) -> list[Path | str]:  # fmt: skip
+    """`crop_files` that skips the images it cannot read: the crop of each path, or why there is none. An image
+    that fails is taken out and the rest cropped again (what was cropped is cached, so a retry only stats)."""
+    from explainface.data.crop import crop_files
+    from explainface.data.detect import create_detector
+
+    det = create_detector(detector) if isinstance(detector, str) else detector
+    made: list[Path | str | None] = [None] * len(paths)
+    todo = []
+    for j, p in enumerate(paths):
+        try:
+            empty = p.stat().st_size == 0
+        except OSError as e:
+            made[j] = _reason(e, str(p))
+            continue
+        if empty:
+            made[j] = "empty file"
+        else:
+            todo.append(j)
+    while todo:
+        try:
+            crops = crop_files([paths[j] for j in todo], root, crops_dir, size, detector=det, progress=progress)
+        except (OSError, ValueError) as e:
+            text, name = str(e), getattr(e, "filename", None)
+            name = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else None
+            named = [k for k, j in enumerate(todo) if str(paths[j]) in text or name == str(paths[j])]
+            if not named:
+                raise
+            k = max(named, key=lambda k: len(str(paths[todo[k]])))  # "/a/x.jpg" is also in "/a/x.jpg.jpg"
+            made[todo[k]] = _reason(e, str(paths[todo[k]]))
+            del todo[k]
+            continue
+        for j, c in zip(todo, crops):
+            made[j] = c
+        break
+    return made  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------- dlib reference
@@ -106,8 +251,13 @@ def _dlib_models():
     )
 
 
-def _dlib_embed_chunk(refs, jitters: int = 0) -> tuple[np.ndarray, int]:
-    """Raw dlib descriptors [n, 2, 128] of a chunk of image refs (one worker): of the face chip and its mirror.
+#: The size of dlib's face descriptor.
+DLIB_DIM = 128
+
+
+def _dlib_embed_chunk(refs, jitters: int = 0) -> tuple[np.ndarray, int, dict[int, str]]:
+    """Raw dlib descriptors [n, 2, 128] of a chunk of image refs (one worker): of the face chip and its mirror;
+    the count of faces not found; the images that cannot be read ({index in the chunk: reason}, NaN rows).
 
     `jitters` > 0 averages each descriptor over that many randomly jittered chips (dlib's `num_jitters`)."""
     import dlib
@@ -115,9 +265,14 @@ def _dlib_embed_chunk(refs, jitters: int = 0) -> tuple[np.ndarray, int]:
     from explainface.data.detect import Box, main_face
 
     hog, cnn, sp, fr = _dlib_models()
-    chips, missing = [], 0
-    for r in refs:
-        img = np.ascontiguousarray(r.load_rgb())
+    chips, missing, bad, good = [], 0, {}, []
+    for j, r in enumerate(refs):
+        try:
+            img = np.ascontiguousarray(r.load_rgb())
+        except (OSError, ValueError) as e:
+            bad[j] = _reason(e, r.name)
+            continue
+        good.append(j)
         h, w = img.shape[:2]
         faces = list(hog(img, 1)) or [m.rect for m in cnn(img, 1)]  # the CNN detector only where HOG fails
         if faces:
@@ -129,12 +284,16 @@ def _dlib_embed_chunk(refs, jitters: int = 0) -> tuple[np.ndarray, int]:
             rect = dlib.rectangle((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)
         chip = dlib.get_face_chip(img, sp(img, rect), size=150, padding=0.25)
         chips += [chip, np.ascontiguousarray(chip[:, ::-1])]
-    desc = fr.compute_face_descriptor(chips, jitters) if jitters > 0 else fr.compute_face_descriptor(chips)
-    return np.array(desc, dtype=np.float32).reshape(len(refs), 2, -1), missing
+    out = np.full((len(refs), 2, DLIB_DIM), np.nan, dtype=np.float32)
+    if chips:
+        desc = fr.compute_face_descriptor(chips, jitters) if jitters > 0 else fr.compute_face_descriptor(chips)
+        out[good] = np.array(desc, dtype=np.float32).reshape(len(good), 2, -1)
+    return out, missing, bad
 
 
-def dlib_embeddings(refs, workers: int, progress: bool, jitters: int = 0) -> tuple[np.ndarray, int]:
-    """Raw dlib descriptors [N, 2, 128] (chip, mirror) in `workers` processes, and the count of faces not found."""
+def dlib_embeddings(refs, workers: int, progress: bool, jitters: int = 0) -> tuple[np.ndarray, int, dict[int, str]]:
+    """Raw dlib descriptors [N, 2, 128] (chip, mirror) in `workers` processes, the count of faces not found, and
+    the images that cannot be read ({index: reason}; their rows are NaN)."""
     from functools import partial
 
     chunk = 64
@@ -147,10 +306,61 @@ def dlib_embeddings(refs, workers: int, progress: bool, jitters: int = 0) -> tup
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(tqdm(pool.map(job, parts), total=len(parts), desc="dlib", disable=not progress))
-    return np.concatenate([e for e, _ in results]), sum(m for _, m in results)
+    bad = {start + j: why for start, (_, _, b) in zip(range(0, len(refs), chunk), results) for j, why in b.items()}
+    raw = np.concatenate([e for e, _, _ in results]) if results else np.zeros((0, 2, DLIB_DIM), np.float32)
+    return raw, sum(m for _, m, _ in results), bad
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
+
+
+def _whole(value, name: str, low: int) -> int:
+    """`value` as an int >= `low`, else an `InputError` naming the option."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InputError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_options(model, batch, workers, dlib_jitters, precision, crop, score, detector) -> None:
+    """The options of `verify`, checked before any file is read (the CLI's checks are not the only way in)."""
+    from explainface.data.detect import DETECTORS
+
+    _whole(batch, "batch (images per forward pass)", 1)
+    _whole(workers, "workers", 0)
+    _whole(dlib_jitters, "dlib_jitters", 0)
+    if precision not in ("fp32", "bf16"):
+        raise InputError(f'precision must be "fp32" or "bf16", got {precision!r}')
+    if crop not in ("auto", "detect", "none"):
+        raise InputError(f'crop must be "auto", "detect" or "none", got {crop!r}')
+    if isinstance(detector, str) and detector not in DETECTORS:
+        raise InputError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}")
+    if str(model) == DLIB:
+        if score not in ("auto", "cosine", DLIB):
+            raise InputError(f"--model dlib scores with dlib's own descriptors; --score {score} needs a checkpoint")
+    else:
+        from explainface.evaluate.scoring import list_scorers
+
+        if score not in ("auto", *list_scorers()):
+            raise InputError(f"unknown score {score!r}; available: auto, {', '.join(list_scorers())}")
+
+
+def _named(names: list[str], reasons: list[str], shown: int = SHOWN) -> str:
+    listed = "; ".join(f"{n} ({r})" for n, r in zip(names[:shown], reasons[:shown]))
+    return listed + (f"; and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _check_finite(values, model, what: str, count: str) -> None:
+    """An `InputError` naming the model when `values` (features or scores, one row per item) are not finite."""
+    import torch
+
+    v = torch.as_tensor(np.asarray(values)) if not isinstance(values, torch.Tensor) else values
+    if v.numel() == 0:
+        return
+    ok = torch.isfinite(v.reshape(len(v), -1)).all(dim=1) if v.dim() > 1 else torch.isfinite(v)
+    bad = int((~ok).sum())
+    if bad:
+        raise InputError(f"{model}: the network gives NaN or infinite {what} for {bad} of {len(v)} {count}: its "
+                         "weights are broken (a diverged run?); use another checkpoint")  # fmt: skip
 
 
 def verify(
@@ -174,26 +384,44 @@ def verify(
 
     `pairs` is anything `read_pairs` reads; a CFP folder takes `protocol` "FF" or "FP" (or is `Split/FF|FP`).
     `score` names the pair scorer (`evaluate.scoring`): "auto" (the checkpoint's own: xcos for an xCos checkpoint,
-    else cosine), "cosine" or "xcos"; `model="dlib"` scores with dlib's descriptors."""
+    else cosine), "cosine" or "xcos"; `model="dlib"` scores with dlib's descriptors.
+
+    Bad input is an `InputError` (or `OSError`) naming it, raised before any work where it can be: `batch` < 1,
+    `workers` or `dlib_jitters` < 0, an unknown `precision`/`crop`/`detector`/`score`, a `device` this machine
+    does not have (checked before the checkpoint is read, so the checkpoint is not blamed), an unusable checkpoint,
+    non-finite embeddings or scores. Unreadable images are skipped (module docstring): the result has
+    `skipped_images` ({name: reason}), `images_skipped`, `pairs_dropped`, `pairs_in_file` and `pairs` (scored);
+    `notes` says in words what the numbers rest on (skipped images, fewer folds, an undefined AUC: `auc`, `eer`
+    are None (null) when the pairs are all of one kind). The protocol: `verification.kfold_accuracy`."""
     from explainface.data.pair_files import read_pairs
 
+    _check_options(model, batch, workers, dlib_jitters, precision, crop, score, detector)
+    is_dlib = str(model) == DLIB
+    if not is_dlib:
+        from explainface.train.checkpoint import _check_device
+
+        _check_device(device)
     start = time.perf_counter()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pl = read_pairs(pairs, root=root, protocol=protocol)
+    if len(pl) < MIN_PAIRS:
+        raise InputError(
+            f"{pairs}: only {len(pl)} pair; the k-fold protocol needs at least {MIN_PAIRS} (a threshold is chosen on "
+            "some pairs and tested on the others; below 10 pairs, each pair is its own fold)"
+        )
+    out.mkdir(parents=True, exist_ok=True)  # only once the input reads
     t_read = time.perf_counter()
-    folds = pl.folds if pl.folds is not None else 10
     extra: dict = {}
-    if str(model) == DLIB:
-        if score not in ("auto", "cosine", DLIB):
-            raise ValueError(f"--model dlib scores with dlib's own descriptors; --score {score} needs a checkpoint")
+    if is_dlib:
         scorer = DlibScorer(workers, progress, dlib_jitters)
         feats = scorer.features_of_files(pl.images)
+        skipped = scorer.skipped
         extra.update(scorer.extra)
-        extra["variants"] = scorer.variants(pl.a, pl.b, pl.same, folds)
         label, size, score_name = scorer.label, 150, "cosine"
         t_crop = t_read
     else:
+        import torch
+
         from explainface.evaluate.scoring import create_scorer, tensor_batches
         from explainface.train.checkpoint import load_model
 
@@ -201,14 +429,40 @@ def verify(
         scorer = create_scorer(score, loaded, precision=precision)
         size, score_name = loaded.input_size, scorer.name
         crops_dir = Path(crops_dir or out / f"crops{size}")
-        crops = crop_images(pl.images, size, crops_dir, detector, workers, progress, crop)
+        crops, skipped = crop_images(pl.images, size, crops_dir, detector, workers, progress, crop)
         t_crop = time.perf_counter()
-        feats = scorer.features(tensor_batches(crops, batch, device, progress))
+    readable = np.ones(len(pl.images), dtype=bool)
+    readable[list(skipped)] = False
+    keep = readable[pl.a] & readable[pl.b]
+    skipped_names = {pl.images[i].name: why for i, why in sorted(skipped.items())}
+    if keep.sum() < MIN_PAIRS:
+        left = "all pairs were dropped" if not keep.any() else f"only {int(keep.sum())} of {len(pl)} pairs are left"
+        raise InputError(f"{pairs}: {left} (the protocol needs at least {MIN_PAIRS}): {len(skipped)} of "
+                         f"{len(pl.images)} images cannot be read: "
+                         f"{_named(list(skipped_names), list(skipped_names.values()))}")  # fmt: skip
+    if not is_dlib:
+        idx = np.flatnonzero(readable)
+        part = scorer.features(tensor_batches([crops[i] for i in idx], batch, device, progress))
+        _check_finite(part, model, "embeddings" if score_name == "cosine" else f"{score_name} features", "images")
+        feats = torch.full((len(pl.images), *part.shape[1:]), float("nan"), dtype=part.dtype)
+        feats[torch.as_tensor(idx)] = part
         label = scorer.label + (" bf16" if precision == "bf16" else "")
     t_embed = time.perf_counter()
+    # one row per image of the pair set (NaN for the skipped ones), so that row i is always image i
     np.save(out / ("embeddings.npy" if score_name == "cosine" else f"features_{score_name}.npy"), np.asarray(feats))
-    scores = scorer.score_pairs(feats, pl.a, pl.b)
-    rep = verification_report(scores, pl.same, folds)
+    a, b, same = pl.a[keep], pl.b[keep], pl.same[keep]
+    folds = pl.folds[keep] if pl.folds is not None else 10
+    scores = scorer.score_pairs(feats, a, b)
+    _check_finite(scores, model, "scores", "pairs")
+    rep = verification_report(scores, same, folds)
+    if is_dlib:
+        extra["variants"] = scorer.variants(a, b, same, folds)
+    dropped = int((~keep).sum())
+    notes = list(rep.pop("notes"))
+    if skipped:
+        notes.insert(0, f"{len(skipped)} of {len(pl.images)} images cannot be read and were skipped: "
+                        f"{_named(list(skipped_names), list(skipped_names.values()))}; the {dropped} of {len(pl)} "
+                        "pairs that use them were dropped")  # fmt: skip
     t_protocol = time.perf_counter()
     roc = rep.pop("roc")
     plot_roc({label: (roc["far"], roc["tar"])}, out / "roc.png", title=f"ROC on {_pairs_name(pl)}")
@@ -218,11 +472,18 @@ def verify(
         "model_label": label,
         "score": score_name,
         "input_size": size,
-        "precision": precision if str(model) != DLIB else "dlib",
+        "precision": precision if not is_dlib else "dlib",
         "pairs_file": str(pairs),
+        "root": None if root is None else str(root),
         "pairs_source": pl.source,
         "images": len(pl.images),
+        "images_skipped": len(skipped),
+        "skipped_images": skipped_names,
+        "pairs_in_file": len(pl),
+        "pairs_dropped": dropped,
+        "pairs_dropped_reason": "they use an image that cannot be read (skipped_images)" if dropped else None,
         "official_folds": pl.folds is not None,
+        "notes": notes,
         "seconds": {
             "read_pairs": t_read - start,
             "crop": t_crop - t_read,
@@ -239,7 +500,8 @@ def verify(
 class DlibScorer:
     """dlib's descriptors as a pair scorer: it reads the image files itself (its own detection and face chip);
     features are the flip-summed, L2-normalised descriptors, scores their cosine (our protocol, so only the model
-    differs); dlib's own usage (Euclidean distance, one descriptor) is reported as `variants`."""
+    differs); dlib's own usage (Euclidean distance, one descriptor) is reported as `variants`. Images it cannot
+    read are `skipped` ({index: reason}) with NaN features."""
 
     name = DLIB
     label = "dlib ResNet (face_recognition_models)"
@@ -248,9 +510,10 @@ class DlibScorer:
         self.workers, self.progress, self.jitters = workers, progress, jitters
         self.extra: dict = {}
         self.raw: np.ndarray | None = None
+        self.skipped: dict[int, str] = {}
 
     def features_of_files(self, refs) -> np.ndarray:
-        raw, missing = dlib_embeddings(refs, self.workers, self.progress, jitters=self.jitters)
+        raw, missing, self.skipped = dlib_embeddings(refs, self.workers, self.progress, jitters=self.jitters)
         self.raw = raw
         self.extra = {"dlib_no_face_found": missing, "dlib_jitters": self.jitters}
         flip_sum = raw.sum(1)
@@ -276,12 +539,19 @@ def _pairs_name(pl) -> str:
 
 
 def summary_line(result: dict) -> str:
-    tar = result["tar_at_far"]
+    """The result in one line, then one indented ``note:`` line per note (skipped images, an undefined AUC, ...)."""
+    tar = result.get("tar_at_far") or {}
     tars = ", ".join(f"TAR@FAR={k} {100 * v:.2f}%" for k, v in tar.items() if v is not None)
     source = result.get("pairs_source", result["pairs_file"])
-    return (
+    auc, eer = result.get("auc"), result.get("eer")
+    pairs = f"{result['pairs']} pairs"
+    if result.get("pairs_dropped"):
+        pairs = f"{result['pairs']} of {result['pairs_in_file']} pairs, {result['pairs_dropped']} dropped"
+    line = (
         f"{result['model_label']} ({result.get('score', 'cosine')} score) on {source}: "
-        f"accuracy {100 * result['accuracy_mean']:.2f}% "
-        f"+- {100 * result['accuracy_std']:.2f} ({result['pairs']} pairs), AUC {result['auc']:.4f}, "
-        f"EER {100 * result['eer']:.2f}%" + (f", {tars}" if tars else "")
-    )
+        f"accuracy {100 * result['accuracy_mean']:.2f}% +- {100 * result['accuracy_std']:.2f} ({pairs}), "
+        + ("AUC undefined" if auc is None else f"AUC {auc:.4f}") + ", "
+        + ("EER undefined" if eer is None else f"EER {100 * eer:.2f}%")
+        + (f", {tars}" if tars else "")
+    )  # fmt: skip
+    return "\n".join([line, *(f"  note: {n}" for n in result.get("notes") or [])])

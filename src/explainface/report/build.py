@@ -188,7 +188,18 @@ def build_report(
         e = evaluate_model(ckpt, out / role, pairs, data, images, runs, seed, progress)
         e["label"] = f"{role}: {m.label}"
         entries.append(e)
-    return assemble_report(out, entries, faces, commands=[shlex.join(["explainface", *sys.argv[1:]])], seed=seed)
+    return assemble_report(out, entries, faces, notes=verification_notes(entries),
+                           commands=[shlex.join(["explainface", *sys.argv[1:]])], seed=seed)  # fmt: skip
+
+
+def verification_notes(entries: list[dict]) -> list[str]:
+    """The report's notes on what each model's verification numbers rest on, from `verify`'s `notes`: images that
+    could not be read (skipped, named, with the pairs they dropped), fewer folds than 10, an undefined AUC."""
+    notes = []
+    for e in entries:
+        v = e.get("verification") or {}
+        notes += [f"{e.get('label', e.get('checkpoint'))}, verification: {n}" for n in v.get("notes") or []]
+    return notes
 
 
 def add_report_parser(subparsers) -> None:
