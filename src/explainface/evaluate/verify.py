@@ -475,6 +475,7 @@ def verify(
         "precision": precision if not is_dlib else "dlib",
         "pairs_file": str(pairs),
         "root": None if root is None else str(root),
+        "cfp_protocol": protocol,
         "pairs_source": pl.source,
         "images": len(pl.images),
         "images_skipped": len(skipped),

@@ -142,14 +142,16 @@ def example_pairs(verify_dir: str | Path) -> dict[str, tuple[str, str, float]]:
     d = Path(verify_dir)
     result = json.loads((d / "verification.json").read_text())
     emb = np.load(d / "embeddings.npy")
-    pl = read_pairs(result["pairs_file"])
+    pl = read_pairs(result["pairs_file"], result.get("root"), result.get("cfp_protocol"))
     if result.get("score", "cosine") != "cosine" or emb.ndim != 2 or len(emb) != len(pl.images):
         return {}
+    usable = np.isfinite(emb).all(1)  # the rows of skipped (unreadable) images are NaN
     thr = threshold_from(d / "verification.json")
     scores = (emb[pl.a] * emb[pl.b]).sum(1)
     same = np.asarray(pl.same, bool)
-    picks = {"true match": same & (scores >= thr), "false match": ~same & (scores >= thr),
-             "false non-match": same & (scores < thr)}  # fmt: skip
+    ok = usable[pl.a] & usable[pl.b]
+    picks = {"true match": ok & same & (scores >= thr), "false match": ok & ~same & (scores >= thr),
+             "false non-match": ok & same & (scores < thr)}  # fmt: skip
     out = {}
     for kind, mask in picks.items():
         if not mask.any():
