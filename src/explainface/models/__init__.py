@@ -1,8 +1,9 @@
 """Networks, identity heads and target-layer capture (SPEC §3).
 
 `create_model("vgg16_bn", width=0.25, input_size=112)` builds a VGG whose
-`target_layer` is a 14x14 ReLU map; `FeatureCapture` reaches the target layer of
-any other `nn.Module` by name.
+`target_layer` is a 14x14 ReLU map (`"iresnet50"` etc.: insightface's iresnets,
+target a ReLU after layer3); `FeatureCapture` reaches the target layer of any
+other `nn.Module` by name.
 """
 
 from explainface.models.capture import FeatureCapture, capture_features, find_module
@@ -14,6 +15,7 @@ from explainface.models.heads import (
     create_head,
     identity_loss,
 )
+from explainface.models.iresnet import IBasicBlock, IResNetFace
 from explainface.models.registry import create_model, describe_model, list_models, register_model
 from explainface.models.vgg import EmbeddingHead, VGGFace, cfgs
 
@@ -22,6 +24,8 @@ __all__ = [
     "CosFaceHead",
     "EmbeddingHead",
     "FeatureCapture",
+    "IBasicBlock",
+    "IResNetFace",
     "PartialFCHead",
     "SoftmaxHead",
     "VGGFace",
