@@ -74,7 +74,7 @@ def _resized(path, size: int, i: int, out: list, skipped: dict[int, str], name: 
     from explainface.data.images import load_image_rgb, resize_image
 
     try:
-        out[i] = resize_image(load_image_rgb(path), size)
+        out[i] = resize_image(load_image_rgb(path, max_side=2 * size), size)  # a large image: decoded reduced
     except (OSError, ValueError) as e:
         reason = _reason(e, str(path))
         skipped[i] = reason if name is None else f"{name}: {reason}"
@@ -121,7 +121,7 @@ def crop_images(
             try:
                 from explainface.data.images import resize_image
 
-                out[i] = resize_image(r.load_rgb(), size)
+                out[i] = resize_image(r.load_rgb(max_side=2 * size), size)
             except (OSError, ValueError) as e:
                 skipped[i] = _reason(e, r.name)
     return out, skipped
