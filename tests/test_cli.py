@@ -19,9 +19,12 @@ def test_console_script_prints_help_and_version():
 def test_models_lists_every_network_with_a_14x14_target(capsys):
     assert main(["models", "--width", "0.25", "--input-size", "112"]) == 0
     out = capsys.readouterr().out
-    for name in ("vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"):
+    names = ("vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "iresnet18", "iresnet34", "iresnet50",
+             "iresnet100")  # fmt: skip
+    for name in names:
         assert f"\n{name} " in out
-    assert out.count("x14x14") == 6
+    assert out.count("x14x14") == len(names)
+    assert out.count(" act3 ") == 4  # the iresnets' target: the ReLU after layer3
 
 
 def test_templates_counts_and_draws_a_png(tmp_path, capsys):

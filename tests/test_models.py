@@ -35,7 +35,8 @@ def _count(model: nn.Module, kind: type[nn.Module]) -> int:
 
 
 def test_list_models_names_the_six_vggs_sorted() -> None:
-    assert list_models() == ALL_MODELS
+    names = list_models()
+    assert [n for n in names if n.startswith("vgg")] == ALL_MODELS and names == sorted(names)
 
 
 @pytest.mark.parametrize("size", SIZES)
