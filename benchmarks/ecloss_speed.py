@@ -51,7 +51,7 @@ def _sync(device: torch.device) -> None:
 
 def _maps(b: int, c: int, device: torch.device, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    # ReLU maps with activations of order 50 (a trained network's scale, SPEC §2)
+    # ReLU maps with activations of order 50 (a trained network's scale, docs/method.md §2.5)
     return torch.relu(torch.randn(b, c, 14, 14, generator=g)).mul_(50).to(device)
 
 

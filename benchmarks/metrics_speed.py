@@ -15,7 +15,8 @@ with one intra-op thread (`peaks.METRIC_THREADS`); `--threads N` times N instead
 Reference (tests/reference_metrics.py: plain Python loops, float64): top-10% masks + IoU on a few maps at 224,
 union-find peak counts on a few thousand maps, timed per map and extrapolated to all maps; the fast results on
 those maps are checked against it in the same run. Target (issue 6): fast PE + LS + AR at most 10 s.
-Channel overlap (SPEC §7, beyond the paper; on 56 px masks, `OVERLAP_GRID`) is timed beside it, outside that total.
+Channel overlap (docs/method.md §7.7, beyond the paper; on 56 px masks, `OVERLAP_GRID`) is timed beside it,
+outside that total.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Verification speed: the full LFW pair set end to end, and the protocol alone against a naive reference.
 
-    python benchmarks/verify_speed.py [--pairs ../shared/data/lfw/pairs.txt] [--out results.json]
+    python benchmarks/verify_speed.py [--pairs DATA/lfw/pairs.txt] [--out results.json]
 
 1. vgg16_bn (width 0.25, input 112; random weights: speed does not depend on them) on every image of the pair
    set (LFW: 7,701 images, 6,000 pairs): the first run crops (no alignment) into a cache, the next runs read the
@@ -9,6 +9,8 @@
 2. The protocol alone (10-fold accuracy, ROC, AUC, EER, TAR@FAR) on 6,000 scored pairs, against a naive
    reference that tries every candidate threshold with a full pass over the training folds (O(n^2)).
    Target: well under 1 s.
+
+DATA is the folder of the face data sets: $EXPLAINFACE_DATA, else ../shared/data beside the repository.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ maps are those the loss sees):
 * MI / log K (paper eq. 5; 1 = every map matches one template with certainty);
 * |dECLoss/dX| / |dL_id/dX| at the target maps X (the ratio auto beta divides rho by), and beta times it
   (what the regulariser actually adds to the gradient, relative to the identity loss);
-* the mean peak count of the maps (AR's count, SPEC §7) and the activation scale (mean per-map max);
+* the mean peak count of the maps (AR's count, docs/method.md §7.5) and the activation scale (mean per-map max);
 * the same gradient ratio for ECLoss-fit (explainface.losses.fit), which does not depend on the scale.
 
 Then, on the final network's maps X, the scale sweep: MI(sX) / log K and s |dECLoss(sX)/d(sX)| / |dL_id/dX|

@@ -21,5 +21,5 @@ def real_data(*parts: str) -> Path:
     """The path `<data root>/<parts...>`; skips the calling test when it does not exist."""
     path = data_root().joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data not found at {path} (set EXPLAINFACE_DATA to the shared data folder)")
+        pytest.skip(f"real data not found at {path} (set EXPLAINFACE_DATA to the folder of the face data sets)")
     return path

@@ -1,6 +1,6 @@
 """Slow, obvious float64 references of the numerical kernels (templates, ECLoss).
 
-Written plainly from SPEC §1-2 and the paper's equations, sharing no code with
+Written plainly from docs/method.md §1-2 and the paper's equations, sharing no code with
 the package, so the fast versions can be checked against them.
 """
 
@@ -21,7 +21,7 @@ def naive_one_peak(h: int, w: int, peak: tuple[int, int], tau: float, r: float) 
 
 
 def naive_templates(h: int, w: int, k, tau: float = 0.001, r: float | None = None) -> torch.Tensor:
-    """Canonical order + K-subset rule of SPEC §1, with Python loops."""
+    """Canonical order + K-subset rule of docs/method.md §1.3, with Python loops."""
     if r is None:
         r = 4.0 * math.sqrt(h * w) / 14.0
     positions = [(i, j) for i in range(h) for j in range(w)]

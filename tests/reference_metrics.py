@@ -1,4 +1,4 @@
-"""Slow, obvious float64 references of the explainability metrics (SPEC §7), written from the definitions.
+"""Slow, obvious float64 references of the explainability metrics (docs/method.md §7), written from the definitions.
 
 Plain Python loops over pixels, images and channels on lists of floats; no code shared with the package,
 so the fast, vectorised versions can be checked against them.

@@ -1,4 +1,4 @@
-"""beta of eq. 7: fixed, or "auto" by the gradient ratio at the target layer (SPEC §2)."""
+"""beta of eq. 7: fixed, or "auto" by the gradient ratio at the target layer (docs/method.md §2.4)."""
 
 import logging
 

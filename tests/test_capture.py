@@ -1,4 +1,4 @@
-"""Target-layer capture by module name on any nn.Module (SPEC §2, §3)."""
+"""Target-layer capture by module name on any nn.Module (docs/method.md §2, §3)."""
 
 from __future__ import annotations
 

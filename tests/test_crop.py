@@ -1,4 +1,4 @@
-"""Face detection and crops without alignment (SPEC §4): square arithmetic, padding, fallbacks, the cached
+"""Face detection and crops without alignment (docs/method.md §4.2): square arithmetic, padding, fallbacks, the cached
 folder crop (bad files, resume, workers); real detectors on real faces when dlib / the data are present."""
 
 from __future__ import annotations
@@ -324,7 +324,7 @@ def _data_dir() -> Path:
 def _real_images(subset: str, pattern: str, n: int) -> list[np.ndarray]:
     folder = _data_dir() / subset
     if not folder.is_dir():
-        pytest.skip(f"real face data not found at {folder} (set EXPLAINFACE_DATA to the shared data folder)")
+        pytest.skip(f"real face data not found at {folder} (set EXPLAINFACE_DATA to the folder of the face data sets)")
     files = sorted(folder.glob(pattern))[::97][:n]
     if len(files) < n:
         pytest.skip(f"fewer than {n} images match {folder}/{pattern}")

@@ -1,4 +1,4 @@
-"""ECLoss (SPEC §2) against the float64 broadcasting reference, plus numerics and memory."""
+"""ECLoss (docs/method.md §2) against the float64 broadcasting reference, plus numerics and memory."""
 
 import math
 import subprocess
@@ -143,7 +143,7 @@ def test_normalized_loss_does_not_depend_on_activation_magnitude():
         b = ecloss(x * 37.0, normalize=mode)
         assert float(a) == pytest.approx(float(b), rel=1e-5)
         assert float(a) < -1e-3  # not flat, unlike paper mode at this scale
-    assert abs(float(ecloss(x))) < 1e-3  # paper mode is nearly flat at activations ~1 (SPEC §2)
+    assert abs(float(ecloss(x))) < 1e-3  # paper mode is nearly flat at activations ~1 (docs/method.md §2.5)
 
 
 def _blob_count(m: torch.Tensor, frac: float = 0.7) -> int:
@@ -227,7 +227,7 @@ def test_loop_reference_used_by_the_benchmark_agrees_with_the_broadcasting_refer
 
 
 def test_paper_mode_scale_matches_the_figures_measured_in_spec():
-    # SPEC §2: random ReLU maps, full set, tau = 0.001: MI ~ 6.6e-5 nats of log K = 9.87
+    # docs/method.md §2.5: random ReLU maps, full set, tau = 0.001: MI ~ 6.6e-5 nats of log K = 9.87
     # at activations of order 1, and ~0.13 at order 50.
     torch.manual_seed(0)
     x = torch.relu(torch.randn(16, 64, 14, 14, dtype=torch.float64))

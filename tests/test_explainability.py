@@ -1,4 +1,4 @@
-"""Explainability metrics (SPEC §7): top-10% masks, part IoU, PE, LS, the channel dictionary and the report,
+"""Explainability metrics (docs/method.md §7): top-10% masks, part IoU, PE, LS, the channel dictionary and the report,
 against the plain-loop float64 references of tests/reference_metrics.py and hand-built cases."""
 
 import math

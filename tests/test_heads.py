@@ -1,4 +1,4 @@
-"""Identity heads: softmax, CosFace, ArcFace (SPEC §3)."""
+"""Identity heads: softmax, CosFace, ArcFace (docs/method.md §3)."""
 
 from __future__ import annotations
 

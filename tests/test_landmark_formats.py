@@ -1,4 +1,4 @@
-"""Landmark readers of every SPEC §6 format, and the 98/106 -> iBUG 68 index maps.
+"""Landmark readers of every format of docs/method.md §6.1, and the 98/106 -> iBUG 68 index maps.
 
 The maps are checked geometrically: a 68-point face is redrawn as a plausible WFLW 98 / LaPa 106
 face by interpolating along each contour of the datasets' documented layouts (built here from

@@ -1,4 +1,4 @@
-"""VGG face networks and the model registry (SPEC §3)."""
+"""VGG face networks and the model registry (docs/method.md §3)."""
 
 from __future__ import annotations
 

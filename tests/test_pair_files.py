@@ -1,4 +1,5 @@
-"""Pair sources (SPEC §5): LFW pairs.txt, insightface .bin (no code may run) and CSV, all read into one PairList."""
+"""Pair sources (docs/method.md §5.1): LFW pairs.txt, insightface .bin (no code may run) and CSV, all read into one
+PairList."""
 
 import os
 import pickle

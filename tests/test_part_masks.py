@@ -1,5 +1,5 @@
-"""Part masks (SPEC §6, paper Figure 7): landmark geometry and priority, left/right split, parsing maps, the crop,
-dlib landmarks on real faces, and the `parts` contact-sheet command."""
+"""Part masks (docs/method.md §6, paper Figure 7): landmark geometry and priority, left/right split, parsing maps,
+the crop, dlib landmarks on real faces, and the `parts` contact-sheet command."""
 
 from __future__ import annotations
 

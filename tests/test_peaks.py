@@ -1,5 +1,5 @@
-"""Activation peaks by topographic prominence and activation robustness (SPEC §7, paper §5.2.4), against a plain
-union-find reference, a brute-force flood-fill reference and scikit-image's h-maxima."""
+"""Activation peaks by topographic prominence and activation robustness (docs/method.md §7.5, paper §5.2.4),
+against a plain union-find reference, a brute-force flood-fill reference and scikit-image's h-maxima."""
 
 import math
 

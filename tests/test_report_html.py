@@ -1,4 +1,5 @@
-"""The HTML report (SPEC §8): every section, the numbers given, self-contained, escaped, and rendered by Chromium."""
+"""The HTML report (docs/method.md §8): every section, the numbers given, self-contained, escaped, and rendered by
+Chromium."""
 
 from __future__ import annotations
 

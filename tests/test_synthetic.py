@@ -1,4 +1,4 @@
-"""The synthetic face generator (SPEC §10): determinism, identities, landmarks vs part masks."""
+"""The synthetic face generator (docs/method.md §10): determinism, identities, landmarks vs part masks."""
 
 import cv2
 import numpy as np

@@ -1,4 +1,4 @@
-"""Activation templates (SPEC §1) against a loop-built float64 reference."""
+"""Activation templates (docs/method.md §1) against a loop-built float64 reference."""
 
 import math
 import warnings

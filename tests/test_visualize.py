@@ -1,4 +1,5 @@
-"""The figures of SPEC §8 (gallery, feature maps, channel dictionary, Grad-CAM panel) and the `visualize` command."""
+"""The figures of docs/method.md §8 (gallery, feature maps, channel dictionary, Grad-CAM panel) and the `visualize`
+command."""
 
 from __future__ import annotations
 

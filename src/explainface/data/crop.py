@@ -1,4 +1,5 @@
-"""Face crops without alignment (SPEC §4, paper §4.1): detect, square crop with a margin, resize; cached on disk.
+"""Face crops without alignment (docs/method.md §4.2, paper §4.1): detect, square crop with a margin, resize;
+cached on disk.
 
 No rotation, no landmark warping: the crop is an axis-aligned square around the centre of the main detected
 face (`detect.main_face`: the largest, penalised by its distance from the image centre),

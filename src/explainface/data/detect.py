@@ -1,4 +1,4 @@
-"""Face detectors behind one call shape (SPEC §4): `detector.detect(image_rgb) -> list[Box]`.
+"""Face detectors behind one call shape (docs/method.md §4.2): `detector.detect(image_rgb) -> list[Box]`.
 
 dlib's HOG detector is the default; dlib's CNN (MMOD) detector, with the model file shipped by the
 `face_recognition_models` package, is the accurate option; OpenCV's Haar cascade is the light fallback that

@@ -1,4 +1,4 @@
-"""Identity folders, the LFW layout `root/<identity>/<image>` (SPEC §4): scanning, image decoding, a Dataset.
+"""Identity folders, the LFW layout `root/<identity>/<image>` (docs/method.md §4): scanning, image decoding, a Dataset.
 
 Labels are the positions of the identity folders in sorted order. Images are decoded to RGB and resized to the
 model input here; detection and cropping belong to another module, which plugs in as `loader`. A bad file
@@ -142,7 +142,7 @@ class BadItems:
 
 class IdentityFolderDataset(Dataset):
     """`(image, label)` items (`(image, label, landmarks)` with ``landmarks=True``: see `_landmarks`) over identity
-    folders: image float32 [3, size, size], RGB, mean 0.5 std 0.5 (SPEC §4).
+    folders: image float32 [3, size, size], RGB, mean 0.5 std 0.5 (docs/method.md §4.3).
 
     `loader(path)` returns RGB uint8 [H, W, 3] or None (default: decode the file); the result is resized to
     `size`. Unusable files follow `bad`: "skip" returns the next usable item (wrapping around) and names the file

@@ -1,4 +1,4 @@
-"""Landmark files of every format SPEC §6 names, and index maps from 98/106 points to iBUG 68.
+"""Landmark files of every format docs/method.md §6.1 names, and index maps from 98/106 points to iBUG 68.
 
 Inside the package landmarks are float32 `[N, 2]` arrays of (x, y) pixel
 coordinates, 0-based. Every offset conversion happens here:

@@ -1,4 +1,5 @@
-"""Verification pair sources (SPEC §5) read into one structure, `PairList`, so verification has one input type.
+"""Verification pair sources (docs/method.md §5.1) read into one structure, `PairList`, so verification has one
+input type.
 
 Sources, chosen by suffix in `read_pairs`:
 

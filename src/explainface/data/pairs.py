@@ -1,4 +1,4 @@
-"""Verification pairs in the LFW `pairs.txt` format (SPEC §5), and LFW-style folds for any identity set.
+"""Verification pairs in the LFW `pairs.txt` format (docs/method.md §5.1), and LFW-style folds for any identity set.
 
 The file: a header `"{folds}\\t{per_fold}"`, then per fold `per_fold` same-identity lines
 `name\\ti\\tj` followed by `per_fold` different-identity lines `name1\\ti\\tname2\\tj`.

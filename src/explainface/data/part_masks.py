@@ -1,10 +1,11 @@
-"""Face-part label maps from 68 landmarks or from face-parsing maps, and through the crop (SPEC §6, paper Figure 7).
+"""Face-part label maps from 68 landmarks or from face-parsing maps, and through the crop (docs/method.md §6, paper
+Figure 7).
 
-The paper only shows a picture, so the geometry is the project's (SPEC §6), drawn in a *face frame* built from
+The paper only shows a picture, so the geometry is the project's (docs/method.md §6), drawn in a *face frame* built from
 the landmarks: origin at the midpoint of the eye centres, `s` along the eye line (towards the subject's left
 eye), `t` perpendicular to it, pointing to the chin. "Above" means smaller `t`, so in-plane rotation is handled,
 and every margin is a multiple of `scale` (the inter-ocular distance, see `FaceFrame`), so the maps do not
-depend on resolution. Parts, painted in `PAINT_ORDER` (priority eyes, nose, mouth > jaw > cheek > forehead > hair):
+depend on resolution. Parts, painted in `PAINT_ORDER` (priority eyes > nose > mouth > jaw > forehead > cheek > hair):
 
 * eyes: each eye polygon with its brow (brow raised by `BROW_THICKNESS`), dilated by `EYE_DILATION`;
 * nose: the convex hull of 27-35 with the bridge and the alae widened (`NOSE_*`);
@@ -46,7 +47,7 @@ NOSE_ALA_OUT, NOSE_ALA_UP = 0.07, 0.12
 NOSE_BASE_DOWN = 0.03
 #: Gap between the lowest outer-lip point and the top of the jaw part.
 JAW_GAP = 0.03
-#: Forehead height as a fraction of the brow-to-chin distance (SPEC §6: "about half").
+#: Forehead height as a fraction of the brow-to-chin distance (docs/method.md §6.3).
 FOREHEAD_FRACTION = 0.5
 #: Top of the skull above the forehead's top, as a fraction of the brow-to-chin distance.
 HEAD_ABOVE_FOREHEAD = 0.2
@@ -398,7 +399,7 @@ def paint_parts(masks: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def part_label_map(landmarks: np.ndarray, height: int, width: int, split_lr: bool = False) -> np.ndarray:
-    """uint8 [H, W] part labels of a face from its 68 iBUG landmarks (0-based pixel (x, y)), SPEC §6.
+    """uint8 [H, W] part labels of a face from its 68 iBUG landmarks (0-based pixel (x, y)), docs/method.md §6.
 
     Values index `PART_NAMES` (0 = background), or `SPLIT_PART_NAMES` with `split_lr=True` (hair, cheek, eyes
     and jaw split at the face's midline, `split_left_right`). Geometry: see the module docstring.

@@ -1,8 +1,8 @@
-"""Face-part labels shared by the synthetic faces, the part masks and the metrics (SPEC §6).
+"""Face-part labels shared by the synthetic faces, the part masks and the metrics (docs/method.md §6).
 
 Seven parts K = {hair, forehead, cheek, eyes, nose, mouth, jaw} plus background.
 A part-label map is a uint8 image whose values index `PART_NAMES`. Where parts
-overlap, priority is eyes, nose, mouth > jaw > cheek > forehead > hair.
+overlap, priority is eyes > nose > mouth > jaw > forehead > cheek > hair (the paint order below).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ PART_NAMES: tuple[str, ...] = ("background", "hair", "forehead", "cheek", "eyes"
 PART_INDEX: dict[str, int] = {name: i for i, name in enumerate(PART_NAMES)}
 
 #: Paint order for label maps: later entries overwrite earlier ones (lowest priority first).
-#: Cheek is "the rest of the face polygon" (SPEC §6), so it is painted as the face's base
-#: layer right after hair; the stated priority cheek > forehead then never has to act,
-#: because the two are disjoint by construction.
+#: Cheek is "the rest of the face polygon" (docs/method.md §6.3), so it is painted as the face's base
+#: layer right after hair, and the forehead band (which the cheek mask includes) is painted over it.
 PAINT_ORDER: tuple[str, ...] = ("hair", "cheek", "forehead", "jaw", "mouth", "nose", "eyes")
 
 #: Colours (RGB) for drawing label maps.

@@ -1,4 +1,4 @@
-"""insightface RecordIO (`train.rec` + `train.idx` + `property`) in pure Python, no mxnet (SPEC §4, §12).
+"""insightface RecordIO (`train.rec` + `train.idx` + `property`) in pure Python, no mxnet (docs/method.md §4.1, §12).
 
 The container is dmlc-core's RecordIO (`include/dmlc/recordio.h`, `src/recordio.cc`): each part is a uint32
 magic 0xCED7230A, a uint32 word holding the length (low 29 bits) and a continuation flag (high 3 bits: 0 whole
@@ -8,9 +8,9 @@ puts the magic back between parts. So the magic only ever appears aligned in the
 
 A record's payload is mxnet's image-record header `<IfQQ` (flag, label, id, id2), then `flag` float32 labels
 when flag > 0 (the label is then that array), then the encoded image. The `.idx` file holds `key\\toffset`
-lines; `property` holds `num_classes,height,width`. insightface's convention: when record 0 has flag > 0, it is
-a meta record whose labels `[a, b)` are the keys of the identity records; images are keys 1..a-1, and identity
-record k holds the image-key range of one identity in its labels.
+lines; `property` holds `num_classes,height,width`. insightface's convention: when record 0 has flag >= 2 and
+no image, it is a meta record whose labels `[a, b)` are the keys of the identity records; images are keys
+1..a-1, and identity record k holds the image-key range of one identity in its labels.
 """
 
 from __future__ import annotations

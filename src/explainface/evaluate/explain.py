@@ -1,4 +1,5 @@
-"""The `explain` pipeline (SPEC §6-7, paper Tables 2, 4, 5): faces with part masks in, explainability metrics out.
+"""The `explain` pipeline (docs/method.md §6-7, paper Tables 2, 4, 5): faces with part masks in, explainability
+metrics out.
 
     faces (a landmark folder, a synthetic export, or the built-in generator)
       -> model-input crops with part label maps (the same no-alignment crop as `verify`)
@@ -223,8 +224,8 @@ def explain(
     """Explainability of `model` (a checkpoint path or an `nn.Module`) on `data` (a folder or "synthetic");
     writes explainability.json and the channel dictionary (JSON and a Markdown table) to `out_dir`.
 
-    `images` and `runs` are the PE/AR draws (N images, R runs; SPEC §7). With `data="synthetic"` the generator
-    supplies `limit` held-out faces (default max(images, 200)).
+    `images` and `runs` are the PE/AR draws (N images, R runs; docs/method.md §7.3). With `data="synthetic"` the
+    generator supplies `limit` held-out faces (default max(images, 200)).
     """
     from explainface.data.synthetic.dataset import to_tensor
     from explainface.evaluate.explainability import ExplainabilityAccumulator, masks_from_labels

@@ -1,4 +1,4 @@
-"""The paper's explainability metrics (SPEC §7, paper §3.3, §5.2.2-5.2.4): top-10% masks, part explainability,
+"""The paper's explainability metrics (docs/method.md §7, paper §3.3, §5.2.2-5.2.4): top-10% masks, part explainability,
 location consistency, activation robustness, the channel dictionary; and channel overlap (beyond the paper).
 
 Pure functions: maps and part masks in (torch tensors), numbers and tensors out; `ExplainabilityAccumulator`
@@ -33,7 +33,7 @@ from explainface.evaluate.peaks import RHO, count_peaks, draws, metric_threads, 
 
 #: The share of the upsampled map that its top mask keeps (paper §3.3: "top 10%").
 TOP_FRACTION = 0.1
-#: The seven face parts, in the order of part masks `[N, K, S, S]` (SPEC §6).
+#: The seven face parts, in the order of part masks `[N, K, S, S]` (docs/method.md §6).
 PARTS: tuple[str, ...] = PART_NAMES[1:]
 
 _TINY = 5e-324  # the smallest positive float64: for float64 v, "v >= _TINY" is "v > 0"
@@ -437,7 +437,7 @@ def _k(fraction: float, npix: int) -> int:
 
 
 def top_masks(maps: torch.Tensor, size: int | tuple[int, int], fraction: float = TOP_FRACTION) -> torch.Tensor:
-    """Top-`fraction` masks of `[..., h, w]` maps upsampled to `size`: bool `[..., S, S']` (SPEC §7).
+    """Top-`fraction` masks of `[..., h, w]` maps upsampled to `size`: bool `[..., S, S']` (docs/method.md §7.1).
 
     Threshold t = the k-th largest upsampled value, k = ceil(fraction * S * S'); mask = (x >= t) & (x > 0).
     So a map keeps exactly k pixels unless values tie at t, and an all-zero map keeps none (decision: the
@@ -553,7 +553,7 @@ def part_explainability(iou: torch.Tensor, n_images: int = 100, runs: int = 5, s
 def _winners(iou: torch.Tensor, active: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per (image, channel): the best part (first on ties) and whether the image counts for that channel.
 
-    Decision: an image counts when the channel's mask is non-empty (SPEC §7) and overlaps some part (max
+    Decision: an image counts when the channel's mask is non-empty (docs/method.md §7.4) and overlaps some part (max
     IoU > 0); a mask that touches no part has no best part, and taking the first (hair) would bias A.
     """
     best, part = iou.max(-1)
@@ -619,7 +619,7 @@ def channel_dictionary(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# channel overlap (SPEC §7, beyond the paper)
+# channel overlap (docs/method.md §7.7, beyond the paper)
 
 
 #: Channel overlap compares masks on a grid of at most this side (the input size when smaller): at 224 px with
@@ -636,8 +636,8 @@ def channel_overlap(
     """Per image, the mean IoU between the top-`fraction` masks of every two different channels: `[N]` float64.
 
     PE, LS and AR all reward a collapsed network whose channels are one blob on one large part; this tells it
-    apart (SPEC §7). Two empty masks have IoU 0. The masks are those of `top_masks` at `size`, scaled down to
-    at most `grid` pixels a side (None: always at `size`). Counts are exact: the masks are 0/1 and a product of
+    apart (docs/method.md §7.7). Two empty masks have IoU 0. The masks are those of `top_masks` at `size`, scaled
+    down to at most `grid` pixels a side (None: always at `size`). Counts are exact: the masks are 0/1 and a product of
     two of them sums fewer than 2^24 ones in float32.
     """
     if maps.dim() != 4:
@@ -749,7 +749,7 @@ def explainability_report(
     rho: float = RHO,
     part_names: tuple[str, ...] | list[str] = PARTS,
 ) -> dict:
-    """PE, LS, AR and the channel dictionary of `[N, C, h, w]` maps and `[N, K, S, S']` part masks (SPEC §7).
+    """PE, LS, AR and the channel dictionary of `[N, C, h, w]` maps and `[N, K, S, S']` part masks (docs/method.md §7).
 
     Keys: pe_mean, pe_se, ls, ls_channels, ar_mean, ar_std, zero_share, at_most_two_share, channel_overlap, channels,
     images (and the per-draw values). For maps that arrive in chunks use `ExplainabilityAccumulator`.

@@ -1,9 +1,10 @@
-"""Activation peaks by 2-D topographic prominence and the activation-robustness metric (SPEC §7, paper §5.2.4).
+"""Activation peaks by 2-D topographic prominence and the activation-robustness metric (docs/method.md §7.5, paper
+§5.2.4).
 
 A peak's prominence is computed exactly as 0-dimensional persistence of the superlevel sets of the map
 (8-connected, native resolution): pixels enter from the highest to the lowest; a pixel with no earlier
 neighbour starts a component (its peak); when components meet, the younger one (lower peak) dies with
-prominence = its peak height - the current level (the elder rule). Decisions where the spec leaves room:
+prominence = its peak height - the current level (the elder rule). Decisions where the paper leaves room:
 
 * ties are broken by flat index (value descending, then index ascending), so a plateau is one peak; a
   component that meets an equal-height elder dies with prominence 0 and never counts (rho * max > 0);
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 
 import torch
 
-#: Default relative prominence threshold (SPEC §7: a peak counts when prominence >= rho * max).
+#: Default relative prominence threshold (docs/method.md §7.5: a peak counts when prominence >= rho * max).
 RHO = 0.1
 #: Intra-op threads while the metrics run (`metric_threads`); None keeps torch's setting (the default). On an
 #: idle 2-core CPU torch's 2 threads made the 100 x 512 benchmark 1.3x faster than 1 (7.7 s vs 10.3 s); on a
@@ -123,7 +124,7 @@ def _count_flat(x: torch.Tensor, h: int, w: int, rho: float) -> torch.Tensor:
 
 
 def count_peaks(maps: torch.Tensor, rho: float = RHO, chunk: int = 2048) -> torch.Tensor:
-    """Number of peaks with prominence >= rho * max of each `[..., h, w]` map: int64 `[...]` (SPEC §7).
+    """Number of peaks with prominence >= rho * max of each `[..., h, w]` map: int64 `[...]` (docs/method.md §7.5).
 
     Exact 0-dimensional persistence of superlevel sets (8-connected union-find, elder rule), in float64;
     `chunk` bounds how many maps run in lockstep at once.
@@ -169,7 +170,7 @@ def robustness_from_counts(
     """Activation robustness from per-map peak counts `[N, C]` (N images): AR per draw of images, mean and s.d.
 
     AR of a draw = mean peak count over all maps of its images; `ar_std` is the standard deviation over the
-    `runs` draws (ddof=1, as SPEC §7 asks for; the paper's Table 5 calls it a standard error). `zero_share`
+    `runs` draws (ddof=1, as the paper's §5.2.4 text says; its Table 5 calls it a standard error). `zero_share`
     (maps with max <= 0; pass `zero`, else maps with 0 peaks are taken) and `at_most_two_share` are over all
     N*C maps.
     """
@@ -194,9 +195,10 @@ def robustness_from_counts(
 def activation_robustness(
     maps: torch.Tensor, rho: float = RHO, runs: int = 5, n_images: int = 100, seed: int = 0
 ) -> dict:
-    """AR of `[N, C, h, w]` target-layer maps (SPEC §7): `ar_mean, ar_std, zero_share, at_most_two_share, peaks`.
+    """AR of `[N, C, h, w]` target-layer maps: `ar_mean, ar_std, zero_share, at_most_two_share, peaks`.
 
     R = `runs` draws of `n_images` images (all of them, every draw, when fewer: `all_images_used` says so).
+    Definitions: docs/method.md §7.5.
     """
     if maps.dim() != 4:
         raise ValueError(f"maps must be [images, channels, h, w], got shape {tuple(maps.shape)}")

@@ -1,4 +1,4 @@
-"""Face verification protocol (paper §5.2.1, SPEC §5): embeddings, cosine scores, 10-fold accuracy.
+"""Face verification protocol (paper §5.2.1, docs/method.md §5): embeddings, cosine scores, 10-fold accuracy.
 
 The k-fold accuracy is insightface's `eval/verification.py` protocol: for each
 fold, the threshold with the best accuracy on the other folds is applied to the
@@ -148,7 +148,7 @@ def roc(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 
 def verification_report(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int = 10) -> dict:
-    """Everything SPEC §5 reports: 10-fold accuracy (mean, s.d.), ROC AUC, EER, TAR at FAR 1e-2 / 1e-3.
+    """Everything docs/method.md §5 reports: 10-fold accuracy (mean, s.d.), ROC AUC, EER, TAR at FAR 1e-2 / 1e-3.
 
     TAR at a FAR is reported only when there are at least 1/FAR different pairs (else None). AUC, EER and TAR are
     undefined when the pairs are all of one kind (all same-person or all different-person): they are None then,

@@ -1,4 +1,4 @@
-"""The `verify` pipeline (SPEC §5, paper Table 3): pairs in, 10-fold accuracy, AUC, EER, TAR@FAR and ROC out.
+"""The `verify` pipeline (docs/method.md §5, paper Table 3): pairs in, 10-fold accuracy, AUC, EER, TAR@FAR and ROC out.
 
 Two kinds of model share it:
 

@@ -1,4 +1,5 @@
-"""The experiment (SPEC §11): methods x seeds on one budget, evaluated alike, summarised as the paper's tables.
+"""The experiment (docs/method.md §11): methods x seeds on one budget, evaluated alike, summarised as the paper's
+tables.
 
 results.json, the stable part (scripts read it)::
 
@@ -11,7 +12,7 @@ results.json, the stable part (scripts read it)::
     plan, command                                     what ran, and the command that reproduces it
 
 Metrics: accuracy_mean, accuracy_std, auc, eer (verification, Table 3); pe_mean, pe_se (Table 2); ls,
-ls_channels (Table 4); ar_mean, ar_std (Table 5); zero_share, at_most_two_share, channel_overlap (SPEC §7),
+ls_channels (Table 4); ar_mean, ar_std (Table 5); zero_share, at_most_two_share, channel_overlap (docs/method.md §7),
 and part_channels (channels per dominant part, per run only). The synthetic default's
 evaluation set is called ``synthetic``.
 """

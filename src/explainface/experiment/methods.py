@@ -149,7 +149,7 @@ def recommended(cfg: TrainConfig, **options: Any) -> None:
     _METHODS[RECOMMENDED].apply(cfg, **options)
 
 
-# ---- the seed baselines (SPEC §9) -----------------------------------------------------------------------------------
+# ---- the seed baselines (docs/method.md §9) -------------------------------------------------------------------------
 
 
 @register_method("yin", "Yin et al. 2019: spatial activation diversity + feature activation diversity with synthetic "

@@ -1,5 +1,5 @@
 """`explainface experiment`: every method trained on the same data, seeds and budget, evaluated the same way,
-and summarised as the paper's Tables 2-5 with standard errors and paired tests (SPEC §11).
+and summarised as the paper's Tables 2-5 with standard errors and paired tests (docs/method.md §11).
 
     OUT/plan.json                      the settings and the number of steps (fixed once: a re-run reuses it)
     OUT/faces/                         held-out synthetic faces (the default evaluation set "synthetic")

@@ -1,5 +1,5 @@
-"""The figures of SPEC §8 as PNG files (matplotlib, no pyplot state): channel gallery (Figure 6), feature maps of
-two networks (Figure 5), the channel dictionary as a picture, the Grad-CAM similarity panel (Figure 1).
+"""The figures of docs/method.md §8 as PNG files (matplotlib, no pyplot state): channel gallery (Figure 6), feature
+maps of two networks (Figure 5), the channel dictionary as a picture, the Grad-CAM similarity panel (Figure 1).
 
 Every figure is a grid of square tiles at fixed positions in inches (`TileGrid`), so a figure's size follows from
 its rows and columns alone and a tile can be found again in the PNG.

@@ -33,7 +33,7 @@ def top_overlay(
     cmap: str = OVERLAY_CMAP,
     return_mask: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """One channel's top-`fraction` region (`top_masks`, SPEC §7) as a heatmap blended onto the face.
+    """One channel's top-`fraction` region (`top_masks`, docs/method.md §7.1) as a heatmap blended onto the face.
 
     The map is upsampled bilinearly to the image size; inside the mask the colour runs from the threshold (blue)
     to the map's maximum (red) and is blended with weight `alpha`; outside it the face is left exactly as it is

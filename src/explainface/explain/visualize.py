@@ -1,4 +1,4 @@
-"""The `visualize` pipeline (SPEC §8): a model (and optionally a baseline) and some faces in, the figures out.
+"""The `visualize` pipeline (docs/method.md §8): a model (and optionally a baseline) and some faces in, the figures out.
 
 faces (image files, or held-out synthetic faces) -> model-input crops (the no-alignment crop of `verify`)
   -> gallery.png          top-10% overlays of chosen channels across people (Figure 6)
@@ -127,7 +127,7 @@ def visualize(
     labels: tuple[str, str] | None = None,
     xcos_threshold: float | None = None,
 ) -> dict[str, Path]:
-    """Write the figures of SPEC §8 for `model` to `out_dir`; returns {figure: path} of the files written.
+    """Write the figures of docs/method.md §8 for `model` to `out_dir`; returns {figure: path} of the files written.
 
     `images`: image paths (or folders), or "synthetic" for held-out synthetic people. The gallery shows the first
     `n_people` faces and `channels` (default: the 8 most active on them); the feature maps and Grad-CAM also show

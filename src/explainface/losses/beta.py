@@ -1,7 +1,7 @@
 """The weight beta of the regulariser in ``total = alpha * L_id + beta * ECLoss`` (paper eq. 7).
 
 The paper sets beta "1e-5 initially and then automatically changed by the
-program" without saying how. Project reading (SPEC §2), `AutoBeta`: keep the
+program" without saying how. Project reading (docs/method.md §2.4), `AutoBeta`: keep the
 regulariser's gradient at the target layer at a fixed fraction rho (0.1) of the
 identity loss's gradient there, from exponential moving averages of the two
 gradient norms::

@@ -1,4 +1,4 @@
-"""The Explainable Channel Loss (paper §3.2 eqs. 5-7, §4.2; SPEC §2).
+"""The Explainable Channel Loss (paper §3.2 eqs. 5-7, §4.2; docs/method.md §2).
 
 For every channel map x (flattened to HW values) and template T_t:
 
@@ -23,13 +23,13 @@ tensor. Peak memory is O(rows * K + B*C*HW) for any K, the full set
 (K = 19,307) included, and nothing is recomputed. The channel-marginal option
 chunks over templates instead (streaming logsumexp with checkpointed chunks).
 
-Options beyond the paper (off by default, SPEC §2):
+Options beyond the paper (off by default, docs/method.md §2.6):
 
 * ``normalize="max"`` or ``"l2"``: divide each map by its max or L2 norm before
   the logits, and use the templates in units of tau with a `temperature`:
   ``L = (x / ||x||) . (T / tau) / temperature``. The loss then no longer depends
   on the activation magnitude (the paper-mode loss is nearly flat for small
-  activations, see SPEC §2).
+  activations, see docs/method.md §2.5).
 * ``marginal="channels"``: replace the uniform prior by the per-image marginal
   over channels, ``P_b(t) = mean_c P(t|x_bc)``, giving the true mutual
   information between channel and template, ``MI_b = H(P_b) - mean_c H(P(.|x_bc))``:

@@ -1,4 +1,4 @@
-"""Activation templates of ECLoss (paper §3.1, eqs. 2-4; SPEC §1).
+"""Activation templates of ECLoss (paper §3.1, eqs. 2-4; docs/method.md §1).
 
 A template is an H x W map. Three kinds, in the canonical order:
 
@@ -9,7 +9,7 @@ A template is an H x W map. Three kinds, in the canonical order:
    pair p1 < p2 (row-major), in lexicographic order of (p1, p2).
 
 The full set has ``1 + HW + HW(HW-1)/2`` templates (19,307 at 14 x 14). The
-paper uses K = 400 "taken evenly"; the project's reading (SPEC §1): the
+paper uses K = 400 "taken evenly"; the project's reading (docs/method.md §1.3): the
 negative template, all one-peak templates, then two-peak templates at evenly
 spaced indices ``floor(i * N2 / m)`` (i = 0..m-1) of the canonical two-peak
 list, m = K - 1 - HW. When K < 1 + HW the negative template is followed by
@@ -18,7 +18,7 @@ A K at or above the full count gives the full set (with a warning when it
 exceeds it).
 
 Default radius: r = 4 at 14 x 14 (the paper) and scales with the map,
-``r = 4 * sqrt(H * W) / 14`` (= 4 H / 14 for square maps, SPEC §1; the
+``r = 4 * sqrt(H * W) / 14`` (= 4 H / 14 for square maps, docs/method.md §1.4; the
 geometric mean is the project's choice for non-square maps).
 
 Everything is vectorised (no Python loop over templates) and cached per

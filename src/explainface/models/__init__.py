@@ -1,4 +1,4 @@
-"""Networks, identity heads and target-layer capture (SPEC §3).
+"""Networks, identity heads and target-layer capture (docs/method.md §3).
 
 `create_model("vgg16_bn", width=0.25, input_size=112)` builds a VGG whose
 `target_layer` is a 14x14 ReLU map (`"iresnet50"` etc.: insightface's iresnets,

@@ -1,6 +1,6 @@
 """Capture the output of named modules of any `nn.Module` with forward hooks.
 
-ECLoss (SPEC §2) works on the target layer of *any* network, so the layer is
+ECLoss (docs/method.md §2) works on the target layer of *any* network, so the layer is
 reached by name, never by model surgery. Hooks live in a context manager
 (pytorch-grad-cam style) and are removed on exit, also when the body raises.
 """

@@ -1,4 +1,4 @@
-"""Identity heads: `(embedding, labels) -> logits` for cross-entropy (SPEC §3).
+"""Identity heads: `(embedding, labels) -> logits` for cross-entropy (docs/method.md §3).
 
 Softmax is the paper's baseline; CosFace and ArcFace are the usual margin heads
 (insightface arcface_torch, written out-of-place so no gradient is hidden).

@@ -1,4 +1,4 @@
-"""VGG face networks with a 14x14 target layer (paper §4.2, SPEC §3).
+"""VGG face networks with a 14x14 target layer (paper §4.2, docs/method.md §3).
 
 Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition" (2015), configurations B, D, E. No skip connections: ECLoss wants
@@ -57,7 +57,7 @@ def _pools_to_drop(input_size: int, target_size: int, pools_before_target: int, 
 class EmbeddingHead(nn.Module):
     """Target map -> face embedding: max-pool -> flatten -> dropout -> linear -> BatchNorm1d.
 
-    insightface arcface_torch style (SPEC §3); verification compares these embeddings.
+    insightface arcface_torch style (docs/method.md §3); verification compares these embeddings.
     """
 
     def __init__(

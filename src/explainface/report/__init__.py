@@ -1,4 +1,5 @@
-"""The report (SPEC §8): one self-contained HTML page with a model's (and its baseline's) metrics and pictures."""
+"""The report (docs/method.md §8): one self-contained HTML page with a model's (and its baseline's) metrics and
+pictures."""
 
 from explainface.report.html import SECTIONS, render_report, report_html
 

@@ -1,4 +1,5 @@
-"""The self-contained HTML report (SPEC §8): metrics tables, ROC, channel dictionary and galleries in one file.
+"""The self-contained HTML report (docs/method.md §8): metrics tables, ROC, channel dictionary and galleries
+in one file.
 
 A pure renderer: plain JSON-able data in (the contents of `verification.json` and `explainability.json` per
 model, PNG paths), one HTML file out with the pictures embedded as base64 data URIs, inline CSS, and no
@@ -412,8 +413,8 @@ over the channels active at least once (higher = more consistent).</dd>
 and AR also reward a network whose channels all fire on one large part; a high overlap says that happened.</dd>
 <dt>Channel dictionary</dt><dd>Each channel\u2019s dominant part and how often it picks it.</dd>
 </dl>
-<p class="hint">Paper: Explainable Channel Loss (ECLoss) for explainable face recognition; SPEC \u00a77\u20138 of this \
-project define the metrics exactly.</p>"""
+<p class="hint">Paper: Explainable Channel Loss (ECLoss) for explainable face recognition; \
+docs/method.md \u00a77\u20138 of the explainface project define the metrics exactly.</p>"""
 
 
 # --- page parts ------------------------------------------------------------------------------------------------

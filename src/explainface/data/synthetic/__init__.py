@@ -1,4 +1,4 @@
-"""The embedded synthetic face generator (SPEC §10): identities, nuisance, landmarks, part maps.
+"""The embedded synthetic face generator (docs/method.md §10): identities, nuisance, landmarks, part maps.
 
 The torch Dataset is imported lazily, so export workers that only render do not pay for torch.
 """

@@ -30,7 +30,7 @@ def identity_numbers(split: Split, count: int) -> list[int]:
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 RGB [H, W, 3] -> float32 [3, H, W] normalised with mean 0.5, std 0.5 (SPEC §4)."""
+    """uint8 RGB [H, W, 3] -> float32 [3, H, W] normalised with mean 0.5, std 0.5 (docs/method.md §4.3)."""
     return torch.from_numpy(image).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 

@@ -1,4 +1,5 @@
-"""Export the synthetic faces to disk in the formats of real data (SPEC §10), so the real readers are exercised.
+"""Export the synthetic faces to disk in the formats of real data (docs/method.md §10), so the real readers are
+exercised.
 
 Layout under `out_dir`:
 

@@ -7,7 +7,7 @@ applied as a 3-D rotation with orthographic projection. The subject's right
 side is at negative x (iBUG: the first of each left/right pair).
 
 Landmarks follow iBUG 68 semantics (0-based): jaw 0-16, brows 17-26, nose 27-35,
-eyes 36-47, mouth 48-67. Part polygons follow SPEC §6's geometry and are built
+eyes 36-47, mouth 48-67. Part polygons follow the geometry of docs/method.md §6 and are built
 in the same frame, so they move with the landmarks under any pose.
 """
 
@@ -203,14 +203,14 @@ def _expand(poly: np.ndarray, margin: float) -> np.ndarray:
 
 
 def part_polygons(lm: np.ndarray, shape: Shape) -> dict[str, list[np.ndarray]]:
-    """Polygons [n, 3] of the SPEC §6 parts; `hair` holds the skull top above the forehead band
+    """Polygons [n, 3] of the docs/method.md §6 parts; `hair` holds the skull top above the forehead band
     (add the drawn hair to it). `cheek` is the face below that band: the label painter draws
     it first, so it keeps only what no other face part claims ("the rest of the face")."""
     s = shape
     outline = face_outline(lm, s)
     brow_top = float(lm[17:27, 1].min()) - s.brow_thick
     lip_bottom = float(lm[48:60, 1].max())
-    # forehead: above the brows up to half the brow-to-chin distance (SPEC §6)
+    # forehead: above the brows up to half the brow-to-chin distance (docs/method.md §6.3)
     forehead_top = brow_top - 0.5 * (s.chin - brow_top)
     forehead = clip_half_plane(outline, brow_top, keep_below=False)
     forehead = clip_half_plane(forehead, forehead_top, keep_below=True)

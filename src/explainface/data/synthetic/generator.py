@@ -1,9 +1,9 @@
-"""The synthetic face generator (SPEC §10): seeded identities, sampled nuisance, rendered samples.
+"""The synthetic face generator (docs/method.md §10): seeded identities, sampled nuisance, rendered samples.
 
-An identity is a parameter vector drawn from ``default_rng([seed, identity])``:
+An identity is a parameter vector drawn from ``default_rng([seed, 1, identity])``:
 face shape (width, jaw, chin, skull), eye size/spacing/tilt, brows, nose,
 mouth, colours (skin, hair, iris, lips), hair style, beard, glasses, a mole.
-A sample adds nuisance drawn from ``default_rng([seed, identity, index])``, so
+A sample adds nuisance drawn from ``default_rng([seed, 2, identity, index])``, so
 any (identity, index) is reproducible on its own, in any worker, in any order:
 translation, scale, in-plane rotation, a left-right turn (3-D yaw),
 expression (smile, open mouth, blink), gaze, lighting gradient and brightness,

@@ -3,7 +3,7 @@
 Everything is drawn at the requested size with anti-aliased, sub-pixel polygons
 (`cv2.fillPoly` with a fixed-point shift), so one sample costs about a
 millisecond at 112 x 112. The label map is drawn with the same polygons,
-without anti-aliasing, in SPEC §6 priority order.
+without anti-aliasing, in the priority order of docs/method.md §6.4.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def ellipse(img: np.ndarray, center, axes, angle_deg: float, color, thickness: i
 
 
 def label_map(size: int, parts: dict[str, list[np.ndarray]]) -> np.ndarray:
-    """uint8 [size, size] part labels: polygons painted lowest priority first (SPEC §6)."""
+    """uint8 [size, size] part labels: polygons painted lowest priority first (docs/method.md §6.4)."""
     out = np.zeros((size, size), np.uint8)
     for name in PAINT_ORDER:
         if name in parts:
