@@ -48,7 +48,7 @@ BAD = [
     ("optim.max_steps=0", r"optim\.max_steps: must be an integer >= 1 or null, got 0"),
     ("data.kind=bogus", r"data\.kind: must be one of synthetic, folder, recordio, got 'bogus'"),
     # registries
-    ("model.name=resnet50", r"model\.name: must be one of vgg13, .*vgg16_bn.*, got 'resnet50'"),
+    ("model.name=resnet50", r"model\.name: must be one of .*iresnet50.*vgg16_bn.*, got 'resnet50'"),
     ("head.name=ArcFace", r"head\.name: must be one of arcface, cosface, partial_fc, softmax, got 'ArcFace'"),
     ("head.margin=sphereface", r"head\.margin: must be one of arcface, cosface, none"),
     ("optim.schedule=linear", r"optim\.schedule: must be one of cosine, step, constant"),
