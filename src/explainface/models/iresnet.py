@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from explainface.models.base import TargetMapNet
 from explainface.models.registry import register_model
 
 #: Blocks per stage, keyed by depth (insightface's iresnet18/34/50/100).
@@ -150,7 +151,7 @@ class IBasicBlock(nn.Module):
         return out + shortcut  # not in place: hooks may hold `out`
 
 
-class IResNetFace(nn.Module):
+class IResNetFace(TargetMapNet):
     """insightface's iresnet18/34/50/100 whose target layer is ``act3``, a ReLU after ``layer3`` (module docstring).
 
     Exposes what `VGGFace` exposes: `target_layer`, `num_channels`, `target_size`, `embedding_dim`,
@@ -234,13 +235,6 @@ class IResNetFace(nn.Module):
         x = torch.flatten(self.bn2(self.layer4(feat)), 1)
         return self.features(self.fc(self.dropout(x)))
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embedding, target map) from one pass, so training needs no hook."""
-        feat = self.forward_features(x)
-        return self.forward_head(feat), feat
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from explainface.models.base import TargetMapNet
 from explainface.models.registry import register_model
 
 # Channels per conv, "M" = 2x2 max-pool; five blocks each. Keyed by depth.
@@ -75,7 +76,7 @@ class EmbeddingHead(nn.Module):
         return self.bn(self.fc(self.dropout(self.flatten(self.pool(x)))))
 
 
-class VGGFace(nn.Module):
+class VGGFace(TargetMapNet):
     """VGG13/16/19 (optionally with BatchNorm) whose target layer is the last conv's ReLU.
 
     `features` ends at that ReLU (`target_layer`, e.g. "features.relu5_3"); its map
@@ -157,13 +158,6 @@ class VGGFace(nn.Module):
         """Target map -> embedding [B, embedding_dim]."""
         return self.head(feat)
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embedding, target map) from one pass, so training our own models needs no hook."""
-        feat = self.forward_features(x)
-        return self.forward_head(feat), feat
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -501,6 +501,18 @@ def _legacy_regularizer(section: Any) -> list[dict[str, Any]]:
 MAX_BASE_DEPTH = 64
 
 
+def _safe_yaml(text: str, invalid: str, too_deep: str, one_line: bool = False) -> Any:
+    """`yaml.safe_load(text)`; an `InputError` "<invalid>: <YAML's reason>" or `too_deep` instead of YAML's own
+    errors (`one_line`: the reason on one line)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        reason = " ".join(str(e).split()) if one_line else str(e)
+        raise InputError(f"{invalid}: {reason}") from None
+    except RecursionError:
+        raise InputError(too_deep) from None
+
+
 def _read_yaml(path: Path, origins: _Origins, seen: tuple[Path, ...] = ()) -> dict:
     """The values of config file `path` merged over its ``base:`` chain; `origins` records which file set what."""
     try:
@@ -518,12 +530,7 @@ def _read_yaml(path: Path, origins: _Origins, seen: tuple[Path, ...] = ()) -> di
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {e}") from None
-    except RecursionError:
-        raise InputError(f"{path}: not a config: YAML nested too deeply") from None
+    raw = _safe_yaml(text, f"{path}: not valid YAML", f"{path}: not a config: YAML nested too deeply")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -606,12 +613,8 @@ def parse_overrides(items: list[str]) -> dict:
         parts = key.split(".")
         if not sep or not key or not all(p.strip() for p in parts):
             raise InputError(f"override {item!r} must look like section.key=value")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise InputError(f"override {item!r}: the value is not valid YAML: {' '.join(str(e).split())}") from None
-        except RecursionError:
-            raise InputError(f"override {item!r}: the value is YAML nested too deeply") from None
+        parsed = _safe_yaml(value, f"override {item!r}: the value is not valid YAML",
+                            f"override {item!r}: the value is YAML nested too deeply", one_line=True)  # fmt: skip
         node = out
         for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
