@@ -22,29 +22,29 @@ from pathlib import Path
 
 CASES = {
     "crop (haar), full decode": """
-from explainface.data.crop import crop_face
-from explainface.data.detect import create_detector
-from explainface.data.images import load_image_rgb
+from explainface.faces.crop import crop_face
+from explainface.faces.detect import create_detector
+from explainface.readers.images import load_image_rgb
 det = create_detector("haar")
 crop, info = crop_face(load_image_rgb(PATH), det, size=112)
 """,
     "crop (haar), reduced decode": """
 import numpy as np
-from explainface.data.crop import crop_face_file
-from explainface.data.detect import create_detector
+from explainface.faces.crop import crop_face_file
+from explainface.faces.detect import create_detector
 det = create_detector("haar")
 crop, info = crop_face_file(np.fromfile(PATH, np.uint8), PATH, det, size=112)
 """,
     "resize to 112, full decode": """
-from explainface.data.images import load_image_rgb, resize_image
+from explainface.readers.images import load_image_rgb, resize_image
 x = resize_image(load_image_rgb(PATH), 112)
 """,
     "resize to 112, reduced decode": """
-from explainface.data.images import load_image_rgb, resize_image
+from explainface.readers.images import load_image_rgb, resize_image
 x = resize_image(load_image_rgb(PATH, max_side=224), 112)
 """,
     "explain face (pts, no crop)": """
-from explainface.evaluate.explain import face_sample
+from explainface.parts.samples import face_sample
 s = face_sample(PATH, 112, crop="none", landmarks="file")
 """,
 }
@@ -53,7 +53,8 @@ RUNNER = """
 import sys
 PATH = sys.argv[1]
 import numpy as np, cv2, torch  # the imports' memory is not the image's
-import explainface.data.crop, explainface.data.detect, explainface.data.images, explainface.evaluate.explain
+import explainface.faces.crop, explainface.faces.detect  # noqa: E401
+import explainface.readers.images, explainface.evaluate.explainability_pipeline  # noqa: E401
 from explainface.memory import peak_memory
 with peak_memory() as m:
     exec(sys.argv[2])
@@ -66,8 +67,8 @@ def make_image(path: Path, side: int) -> None:
     import cv2
     import numpy as np
 
-    from explainface.data.landmarks import write_pts
-    from explainface.data.synthetic import SyntheticFaces
+    from explainface.readers.landmarks import write_pts
+    from explainface.synthetic import SyntheticFaces
 
     face = SyntheticFaces(seed=0).sample(identity=1, index=0, size=256)
     big = cv2.resize(face.image, (side, side), interpolation=cv2.INTER_LINEAR)

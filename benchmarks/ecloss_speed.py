@@ -142,9 +142,9 @@ def bench_loss(device: torch.device, reps: int, naive_reps: int, naive_full_maps
 
 def recipe_regularizer() -> torch.nn.Module:
     """The recommended recipe's regulariser with its default options (the method `recommended`)."""
-    from explainface.experiment.methods import RECOMMENDED, method_config
+    from explainface.experiments.methods import RECOMMENDED, method_config
     from explainface.losses import create_regularizer
-    from explainface.train.config import TrainConfig, regularizer_options
+    from explainface.training.config import TrainConfig, regularizer_options
 
     spec = method_config(RECOMMENDED, TrainConfig()).regularizers[0]
     return create_regularizer(spec["name"], **regularizer_options(spec))

@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import reference_metrics as ref  # noqa: E402
-from explainface.data.synthetic.generator import SyntheticFaces  # noqa: E402
 from explainface.evaluate import peaks  # noqa: E402
 from explainface.evaluate.explainability import (  # noqa: E402
     channel_overlap,
@@ -44,6 +43,7 @@ from explainface.evaluate.explainability import (  # noqa: E402
     part_iou,
 )
 from explainface.memory import peak_memory  # noqa: E402
+from explainface.synthetic.generator import SyntheticFaces  # noqa: E402
 
 TARGET_S = 10.0
 
@@ -78,8 +78,14 @@ def time_fast(maps: torch.Tensor, parts: torch.Tensor, repeats: int) -> dict:
             overlap = channel_overlap(maps, parts.shape[-1])
             t4 = time.perf_counter()
         runs.append(
-            {"iou_s": t1 - t0, "pe_ls_s": t2 - t1, "ar_s": t3 - t2, "total_s": t3 - t0, "overlap_s": t4 - t3,
-             "peak_mib": mem.peak_mib}  # fmt: skip
+            {
+                "iou_s": t1 - t0,
+                "pe_ls_s": t2 - t1,
+                "ar_s": t3 - t2,
+                "total_s": t3 - t0,
+                "overlap_s": t4 - t3,
+                "peak_mib": mem.peak_mib,
+            }  # fmt: skip
         )
     best = min(runs, key=lambda r: r["total_s"])
     return {

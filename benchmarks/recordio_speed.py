@@ -26,9 +26,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from explainface.data.images import JPEG_PARAMS, decode_image_rgb, read_image_rgb
-from explainface.data.recordio import RecordIOReader, unpack_header, write_recordio_dataset
-from explainface.data.synthetic import SyntheticFaces
+from explainface.readers.images import JPEG_PARAMS, decode_image_rgb, read_image_rgb
+from explainface.readers.recordio import RecordIOReader, unpack_header, write_recordio_dataset
+from explainface.synthetic import SyntheticFaces
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_IDENTITY = 100

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from explainface.data.pairs import make_pairs
-from explainface.data.synthetic import SyntheticFaces, identity_numbers
 from explainface.evaluate.verification import embed, kfold_accuracy
 from explainface.models import create_head, create_model
+from explainface.readers.lfw_pairs import make_pairs
+from explainface.synthetic import SyntheticFaces, identity_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 

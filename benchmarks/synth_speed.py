@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from explainface.data.synthetic import SyntheticFaces
+from explainface.synthetic import SyntheticFaces
 
 ROOT = Path(__file__).resolve().parents[1]
 

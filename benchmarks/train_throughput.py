@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from explainface.train import Trainer, load_config
+from explainface.training import Trainer, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="explainface_tp_"))
     data = args.data
     if data is None:
-        from explainface.data.synthetic.export import export_synthetic
+        from explainface.synthetic.export import export_synthetic
 
         export_synthetic(tmp / "export", 100, 20, size=args.size, heldout_identities=0, workers=2, progress=False)
         data = str(tmp / "export" / "train")

@@ -28,8 +28,8 @@ from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path whe
 from explainface.evaluate.verification import verification_report
 from explainface.evaluate.verify import verify
 from explainface.models import create_model
-from explainface.train.checkpoint import save_checkpoint
-from explainface.train.config import load_config
+from explainface.training.checkpoint import save_checkpoint
+from explainface.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,16 +39,20 @@ def fixtures(root: Path) -> dict[str, str]:
     import numpy as np
 
     from checkpoints import tiny_checkpoint
-    from explainface.data.landmarks import read_pts, write_pts
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.readers.landmarks import read_pts, write_pts
+    from explainface.synthetic.export import export_synthetic
 
     root.mkdir(parents=True, exist_ok=True)
     exp = root / "export"
     if not (exp / "heldout" / "pairs.txt").is_file():
         export_synthetic(exp, 0, 4, size=112, heldout_identities=20, progress=False, pairs_per_fold=3)
     ckpt = tiny_checkpoint(root / "tiny.safetensors", input_size=112)
-    f = {"export": str(exp), "heldout": str(exp / "heldout"), "pairs": str(exp / "heldout" / "pairs.txt"),
-         "ckpt": str(ckpt)}
+    f = {
+        "export": str(exp),
+        "heldout": str(exp / "heldout"),
+        "pairs": str(exp / "heldout" / "pairs.txt"),
+        "ckpt": str(ckpt),
+    }
     images = sorted((exp / "heldout").rglob("*.jpg"))
     # broken copies of the held-out folder: a zero-byte image, a text file saved as .jpg, a truncated JPEG
     for name, damage in (("zero", b""), ("text", b"this is not an image"), ("trunc", None)):
@@ -115,29 +119,73 @@ def cases(f: dict[str, str], out: Path) -> list[tuple[str, str, list[str], str]]
     tr = ["train", "--config", "configs/cpu/vgg16_bn_softmax.yaml", "--out"]
     return [
         ("verify: pair file missing", "error", [*v, o + "/v1", "--pairs", "/nonexistent/pairs.txt"], "1"),
-        ("verify: checkpoint missing", "error", ["verify", "--model", "/nonexistent.safetensors", "--pairs",
-                                                 f["pairs"], "--out", o + "/v2"], "4"),  # fmt: skip
-        ("verify: checkpoint of random bytes", "error", ["verify", "--model", f["ckpt_random"], "--pairs",
-                                                         f["pairs"], "--out", o + "/v3"], "4"),  # fmt: skip
-        ("verify: checkpoint of JSON text", "error", ["verify", "--model", f["ckpt_text"], "--pairs", f["pairs"],
-                                                      "--out", o + "/v4"], "4"),  # fmt: skip
-        ("verify: weights of another width", "error", ["verify", "--model", f["ckpt_mismatch"], "--pairs",
-                                                       f["pairs"], "--out", o + "/v5"], "4"),  # fmt: skip
-        ("verify: all-NaN weights", "error", ["verify", "--model", f["ckpt_nan"], "--pairs", f["pairs"], "--out",
-                                              o + "/v6"], "3"),  # fmt: skip
-        ("verify: a zero-byte image", "ok", [*v, o + "/v7", "--pairs", f["pairs_zero"], "--root",
-                                             f["heldout_zero"]], "1"),  # fmt: skip
-        ("verify: text saved as .jpg", "ok", [*v, o + "/v8", "--pairs", f["pairs_text"], "--root",
-                                              f["heldout_text"]], "1"),  # fmt: skip
-        ("verify: a truncated JPEG", "ok", [*v, o + "/v9", "--pairs", f["pairs_trunc"], "--root",
-                                            f["heldout_trunc"]], "1"),  # fmt: skip
-        ("verify: pairs.txt with a byte-order mark", "ok", [*v, o + "/v10", "--pairs", f["pairs_bom"], "--root",
-                                                            f["heldout"]], "9"),  # fmt: skip
+        (
+            "verify: checkpoint missing",
+            "error",
+            ["verify", "--model", "/nonexistent.safetensors", "--pairs", f["pairs"], "--out", o + "/v2"],
+            "4",
+        ),  # fmt: skip
+        (
+            "verify: checkpoint of random bytes",
+            "error",
+            ["verify", "--model", f["ckpt_random"], "--pairs", f["pairs"], "--out", o + "/v3"],
+            "4",
+        ),  # fmt: skip
+        (
+            "verify: checkpoint of JSON text",
+            "error",
+            ["verify", "--model", f["ckpt_text"], "--pairs", f["pairs"], "--out", o + "/v4"],
+            "4",
+        ),  # fmt: skip
+        (
+            "verify: weights of another width",
+            "error",
+            ["verify", "--model", f["ckpt_mismatch"], "--pairs", f["pairs"], "--out", o + "/v5"],
+            "4",
+        ),  # fmt: skip
+        (
+            "verify: all-NaN weights",
+            "error",
+            ["verify", "--model", f["ckpt_nan"], "--pairs", f["pairs"], "--out", o + "/v6"],
+            "3",
+        ),  # fmt: skip
+        (
+            "verify: a zero-byte image",
+            "ok",
+            [*v, o + "/v7", "--pairs", f["pairs_zero"], "--root", f["heldout_zero"]],
+            "1",
+        ),  # fmt: skip
+        (
+            "verify: text saved as .jpg",
+            "ok",
+            [*v, o + "/v8", "--pairs", f["pairs_text"], "--root", f["heldout_text"]],
+            "1",
+        ),  # fmt: skip
+        (
+            "verify: a truncated JPEG",
+            "ok",
+            [*v, o + "/v9", "--pairs", f["pairs_trunc"], "--root", f["heldout_trunc"]],
+            "1",
+        ),  # fmt: skip
+        (
+            "verify: pairs.txt with a byte-order mark",
+            "ok",
+            [*v, o + "/v10", "--pairs", f["pairs_bom"], "--root", f["heldout"]],
+            "9",
+        ),  # fmt: skip
         ("verify: one-pair CSV", "error", [*v, o + "/v11", "--pairs", f["one_pair"], "--root", f["heldout"]], "3"),
-        ("verify: CSV of same-identity pairs only", "ok", [*v, o + "/v12", "--pairs", f["same_only"], "--root",
-                                                           f["heldout"]], "3"),  # fmt: skip
-        ("verify: --device cuda (CPU build)", "error", [*v, o + "/v13", "--pairs", f["pairs"], "--device", "cuda"],
-         "5"),
+        (
+            "verify: CSV of same-identity pairs only",
+            "ok",
+            [*v, o + "/v12", "--pairs", f["same_only"], "--root", f["heldout"]],
+            "3",
+        ),  # fmt: skip
+        (
+            "verify: --device cuda (CPU build)",
+            "error",
+            [*v, o + "/v13", "--pairs", f["pairs"], "--device", "cuda"],
+            "5",
+        ),
         ("verify: --device bogus", "error", [*v, o + "/v14", "--pairs", f["pairs"], "--device", "bogus"], "5"),
         ("verify: --batch 0", "error", [*v, o + "/v15", "--pairs", f["pairs"], "--batch", "0"], "5"),
         ("verify: --batch -1", "error", [*v, o + "/v16", "--pairs", f["pairs"], "--batch", "-1"], "5"),
@@ -152,17 +200,36 @@ def cases(f: dict[str, str], out: Path) -> list[tuple[str, str, list[str], str]]
         ("train: an unknown key", "error", [*tr, o + "/t9", *TINY, "optim.learning_rate=0.1"], "6"),
         ("train: config file missing", "error", ["train", "--config", "/nonexistent.yaml", "--out", o + "/t10"], "6"),
         ("train: broken YAML", "error", ["train", "--config", f["cfg_broken"], "--out", o + "/t11"], "6"),
-        ("train: a config that is its own base", "error", ["train", "--config", f["cfg_self"], "--out",
-                                                           o + "/t12"], "6"),  # fmt: skip
-        ("explain: no usable face (landmarks outside)", "error", ["explain", "--model", f["ckpt"], "--data",
-                                                                  f["far_landmarks"], "--out", o + "/e1",
-                                                                  "--landmarks", "file"], "7, 8"),  # fmt: skip
-        ("explain: --rho nan", "error", ["explain", "--model", f["ckpt"], "--data", f["heldout"], "--out", o + "/e2",
-                                        "--rho", "nan"], "8"),
-        ("parts: landmarks far outside", "error", ["parts", f["far_landmarks"], "--out", o + "/p1.png",
-                                                   "--detector", "haar"], "7"),  # fmt: skip
-        ("parts: one point at 1e9", "error", ["parts", f["one_point_1e9"], "--out", o + "/p2.png", "--detector",
-                                              "haar"], "7"),  # fmt: skip
+        (
+            "train: a config that is its own base",
+            "error",
+            ["train", "--config", f["cfg_self"], "--out", o + "/t12"],
+            "6",
+        ),  # fmt: skip
+        (
+            "explain: no usable face (landmarks outside)",
+            "error",
+            ["explain", "--model", f["ckpt"], "--data", f["far_landmarks"], "--out", o + "/e1", "--landmarks", "file"],
+            "7, 8",
+        ),  # fmt: skip
+        (
+            "explain: --rho nan",
+            "error",
+            ["explain", "--model", f["ckpt"], "--data", f["heldout"], "--out", o + "/e2", "--rho", "nan"],
+            "8",
+        ),
+        (
+            "parts: landmarks far outside",
+            "error",
+            ["parts", f["far_landmarks"], "--out", o + "/p1.png", "--detector", "haar"],
+            "7",
+        ),  # fmt: skip
+        (
+            "parts: one point at 1e9",
+            "error",
+            ["parts", f["one_point_1e9"], "--out", o + "/p2.png", "--detector", "haar"],
+            "7",
+        ),  # fmt: skip
         ("parts: --margin -2", "error", ["parts", f["heldout"], "--out", o + "/p3.png", "--margin", "-2"], "8"),
         ("parts: --out x.txt", "error", ["parts", f["heldout"], "--out", o + "/x.txt"], "8"),
         ("templates: --out DIR (no suffix)", "error", ["templates", "--out", o + "/DIR"], "8"),
@@ -172,8 +239,12 @@ def cases(f: dict[str, str], out: Path) -> list[tuple[str, str, list[str], str]]
         ("templates: --width 0", "error", ["templates", "--width", "0"], "8"),
         ("synth: --sheet out (no suffix)", "error", ["synth", "--sheet", o + "/out"], "8"),
         ("crop: source folder missing", "error", ["crop", "/nonexistent/src", o + "/c1"], "-"),
-        ("visualize: checkpoint missing", "error", ["visualize", "--model", "/nonexistent.safetensors",
-                                                    "--images", "synthetic", "--out", o + "/vis"], "-"),  # fmt: skip
+        (
+            "visualize: checkpoint missing",
+            "error",
+            ["visualize", "--model", "/nonexistent.safetensors", "--images", "synthetic", "--out", o + "/vis"],
+            "-",
+        ),  # fmt: skip
     ]
 
 

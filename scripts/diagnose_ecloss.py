@@ -43,8 +43,8 @@ import torch
 
 from explainface.evaluate.peaks import count_peaks
 from explainface.losses import ECLoss, FitECLoss
-from explainface.train.config import load_config
-from explainface.train.trainer import Trainer
+from explainface.training.config import load_config
+from explainface.training.trainer import Trainer
 
 SCALES = [10.0**e for e in (-2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)]
 
@@ -145,9 +145,9 @@ def oracle_parts(faces: Path, size: int = 112, map_size: int = 14, limit: int = 
     import cv2
     import numpy as np
 
-    from explainface.data.parts import PART_NAMES
-    from explainface.evaluate.explain import load_label_png
     from explainface.evaluate.explainability import location_consistency, masks_from_labels, part_iou
+    from explainface.parts.labels import PART_NAMES
+    from explainface.parts.samples import load_label_png
 
     files = sorted(faces.rglob("*.parts.png"))[:limit]
     if not files:
@@ -208,8 +208,11 @@ def plot(results: list[dict], path: Path) -> None:
     ax[0].set(title="MI / log K and the largest activation (paper mode)", xlabel="step")
     ax[1].set(title="gradient at the target maps, relative to L_id's", xlabel="step")
     ax[2].set(title="peaks per map (probe batch)", xlabel="step")
-    ax[3].set(title="if the final maps were scaled (vertical: as trained)", xlabel="mean per-map max activation",
-              ylim=(1e-10, 10))
+    ax[3].set(
+        title="if the final maps were scaled (vertical: as trained)",
+        xlabel="mean per-map max activation",
+        ylim=(1e-10, 10),
+    )
     for a in ax:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)
@@ -225,11 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-every", type=int, default=25)
     p.add_argument("--models", default="vgg16_bn,vgg16")
     p.add_argument("--controls", default="vgg16", help="networks also trained without ECLoss (softmax), as controls")
-    p.add_argument("--faces", default="runs/exp_default/faces/heldout",
-                   help="held-out synthetic faces with part labels, for the oracle (explainface synth / experiment)")
+    p.add_argument(
+        "--faces",
+        default="runs/exp_default/faces/heldout",
+        help="held-out synthetic faces with part labels, for the oracle (explainface synth / experiment)",
+    )
     p.add_argument("--oracle-only", action="store_true")
-    p.add_argument("--follow", nargs="+", default=[], metavar="CKPT",
-                   help="only the follow test on these checkpoints (e.g. an experiment's runs/*/seed0)")
+    p.add_argument(
+        "--follow",
+        nargs="+",
+        default=[],
+        metavar="CKPT",
+        help="only the follow test on these checkpoints (e.g. an experiment's runs/*/seed0)",
+    )
     p.add_argument("--shift", type=int, default=16)
     a = p.parse_args(argv)
     out = Path(a.out)

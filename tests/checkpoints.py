@@ -11,8 +11,8 @@ def tiny_checkpoint(
     path: Path, name: str = "vgg13", width: float = 0.125, input_size: int = 112, embedding_dim: int = 32, seed: int = 0
 ) -> Path:
     from explainface.models import create_model
-    from explainface.train.checkpoint import save_checkpoint
-    from explainface.train.config import load_config
+    from explainface.training.checkpoint import save_checkpoint
+    from explainface.training.config import load_config
 
     overrides = [f"model.name={name}", f"model.width={width}", f"model.input_size={input_size}",
                  f"model.embedding_dim={embedding_dim}"]  # fmt: skip

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from explainface.data.parts import PART_NAMES
+from explainface.parts.labels import PART_NAMES
 
 PARTS = PART_NAMES[1:]
 

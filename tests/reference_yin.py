@@ -1,5 +1,5 @@
 """Slow, obvious float64 references for Yin et al.'s losses and occlusion (explainface.losses.yin,
-explainface.data.occlusion): Python loops, written from the formulas of their code, sharing no code with the
+explainface.faces.occlusion): Python loops, written from the formulas of their code, sharing no code with the
 package."""
 
 from __future__ import annotations

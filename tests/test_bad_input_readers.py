@@ -23,10 +23,11 @@ import cv2
 import numpy as np
 import pytest
 
-from explainface.data import recordio
-from explainface.data.cfp import read_cfp_pairs
-from explainface.data.folders import IdentityFolderDataset
-from explainface.data.images import (
+from explainface.errors import InputError
+from explainface.readers import recordio
+from explainface.readers.cfp import read_cfp_pairs
+from explainface.readers.folders import IdentityFolderDataset
+from explainface.readers.images import (
     MAX_IMAGE_PIXELS,
     decode_image_rgb,
     decode_image_rgb_reduced,
@@ -39,9 +40,10 @@ from explainface.data.images import (
     read_image_rgb,
     reduction_for,
 )
-from explainface.data.landmarks import read_coco_keypoints, read_landmarks, read_lapa106, read_pts, read_wflw
-from explainface.data.pair_files import ImageRef, read_pairs, write_bin_pairs
-from explainface.data.recordio import (
+from explainface.readers.insightface_bin import write_bin_pairs
+from explainface.readers.landmarks import read_coco_keypoints, read_landmarks, read_lapa106, read_pts, read_wflw
+from explainface.readers.pairs import ImageRef, read_pairs
+from explainface.readers.recordio import (
     IRHeader,
     RecordIODataset,
     RecordIOReader,
@@ -51,7 +53,6 @@ from explainface.data.recordio import (
     scan_offsets,
     write_recordio_dataset,
 )
-from explainface.errors import InputError
 
 # ---- pair files ------------------------------------------------------------------------------------------------------
 
@@ -532,7 +533,7 @@ def test_default_decode_is_unchanged_for_small_images():
 _PEAK = textwrap.dedent(
     """
     import sys
-    from explainface.data.images import load_image_rgb
+    from explainface.readers.images import load_image_rgb
 
     def status(key):
         return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))

@@ -168,7 +168,7 @@ def test_unreadable_images_in_a_nested_layout_are_skipped(tmp_path, ckpt):
 
 
 def test_unreadable_model_input_crops_and_bin_images_are_skipped(tmp_path, ckpt):
-    from explainface.data.pair_files import write_bin_pairs
+    from explainface.readers.insightface_bin import write_bin_pairs
 
     root = tmp_path / "crops"
     files = _identity_tree(root, per=2)
@@ -265,7 +265,7 @@ def test_too_few_pairs_fall_back_to_leave_one_out_or_fail_clearly(tmp_path, ckpt
 
 
 def test_nan_weights_are_an_error_naming_the_checkpoint(tmp_path, ckpt):
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     path = _rewrite(ckpt, tmp_path / "nan.safetensors", lambda t: {k: v.fill_(float("nan")) if v.is_floating_point()
                                                                     else v for k, v in t.items()})  # fmt: skip
@@ -307,7 +307,7 @@ def _state(change):
 
 
 def test_weights_of_another_width_or_architecture_name_the_file_and_the_mismatch(tmp_path, ckpt):
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     wide = tiny_checkpoint(tmp_path / "wide.safetensors", width=0.25)
     bn = tiny_checkpoint(tmp_path / "bn.safetensors", name="vgg13_bn", width=0.25)
@@ -336,7 +336,7 @@ def test_weights_of_another_width_or_architecture_name_the_file_and_the_mismatch
     ],
 )
 def test_wrong_tensors_name_the_file_and_the_tensor(tmp_path, ckpt, case, expected):
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     def change(t):
         if case == "missing tensor":
@@ -387,7 +387,7 @@ BAD_META = {
 
 @pytest.mark.parametrize("case", list(BAD_META))
 def test_bad_metadata_is_an_input_error_naming_the_file(tmp_path, ckpt, case):
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     path = _rewrite(ckpt, tmp_path / "bad.safetensors", meta=BAD_META[case])
     with pytest.raises(InputError) as err:
@@ -414,7 +414,7 @@ def test_files_that_are_not_checkpoints_name_the_file_and_are_never_unpickled(tm
                                                                                write, expected):  # fmt: skip
     import pickle
 
-    from explainface.train.checkpoint import load_checkpoint, load_model, load_model_weights
+    from explainface.training.checkpoint import load_checkpoint, load_model, load_model_weights
 
     path = tmp_path / "x.safetensors"
     write(path, ckpt)
@@ -432,7 +432,7 @@ def test_files_that_are_not_checkpoints_name_the_file_and_are_never_unpickled(tm
 
 
 def test_a_missing_checkpoint_is_a_file_not_found_error_naming_it(tmp_path):
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         load_model(tmp_path / "nowhere.safetensors")
@@ -443,7 +443,7 @@ def test_a_missing_checkpoint_is_a_file_not_found_error_naming_it(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_blamed_on_the_device_not_the_checkpoint(tmp_path, ckpt):
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     pairs = _two_pairs(tmp_path / "f")
     for run in (lambda: _verify(ckpt, pairs, tmp_path / "out", device="cuda"), lambda: load_model(ckpt, "cuda")):
@@ -454,7 +454,7 @@ def test_cuda_without_cuda_is_blamed_on_the_device_not_the_checkpoint(tmp_path, 
 
 @pytest.mark.parametrize("device", ["bogus", "cuda:x", "", "meta"])
 def test_a_device_that_is_not_one_is_named(tmp_path, device):
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     # the checkpoint does not even exist: the device is checked first
     with pytest.raises(InputError, match=rf"^device='{device}' is not a device"):
@@ -488,9 +488,9 @@ def test_batch_one_still_works(tmp_path, ckpt):
 def test_the_report_names_skipped_images_and_dropped_pairs(tmp_path, ckpt, monkeypatch):
     """`report` on a pair set with an unreadable image: verify's notes reach report.json and report.html (the
     costly explain/visualize/why steps are stubbed: this is about what the report does with verify's result)."""
-    import explainface.evaluate.explain as explain_mod
-    import explainface.explain.visualize as visualize_mod
-    import explainface.explain.why_pipeline as why_mod
+    import explainface.evaluate.explainability_pipeline as explain_mod
+    import explainface.explanations.visualize as visualize_mod
+    import explainface.explanations.why_pipeline as why_mod
     from explainface.report.build import build_report
 
     png = tmp_path / "dot.png"
@@ -501,7 +501,7 @@ def test_the_report_names_skipped_images_and_dropped_pairs(tmp_path, ckpt, monke
     files = _identity_tree(tmp_path / "f")
     _spoil(files, ["Cat_0002"])
     pairs = _csv(tmp_path / "f" / "p.csv", [(_rel(a), _rel(b), s) for a, b, s in PAIRS])
-    path = build_report(ckpt, tmp_path / "rep", pairs=pairs, data="synthetic", progress=False)
+    path = build_report(ckpt, tmp_path / "rep", pairs=pairs, faces="synthetic", progress=False)
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     v = report["models"][0]["verification"]
     dropped = sum(1 for a, b, _ in PAIRS if "Cat_0002" in (a, b))

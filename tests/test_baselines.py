@@ -8,8 +8,8 @@ import pytest
 import torch
 from tests.checkpoints import tiny_checkpoint
 
-from explainface.train.checkpoint import load_checkpoint, load_model, unprefixed
-from explainface.train.config import load_config
+from explainface.training.checkpoint import load_checkpoint, load_model, unprefixed
+from explainface.training.config import load_config
 
 TINY = ["model.name=vgg13", "model.width=0.125", "model.input_size=56", "model.embedding_dim=32",
         "data.identities=6", "data.per_identity=4", "data.workers=0", "optim.batch_size=8",
@@ -24,7 +24,7 @@ def _xcos_config(reference, steps: int = 6):
 
 
 def test_an_xcos_run_trains_its_pair_head_saves_it_and_resumes_exactly(tmp_path):
-    from explainface.train.trainer import Trainer
+    from explainface.training.trainer import Trainer
 
     ref = tiny_checkpoint(tmp_path / "ref.safetensors", input_size=56)
     cfg = _xcos_config(ref)
@@ -73,7 +73,7 @@ def test_an_xcos_run_trains_its_pair_head_saves_it_and_resumes_exactly(tmp_path)
 
 
 def test_a_checkpoint_with_a_damaged_pair_head_is_an_error_naming_it(tmp_path):
-    from explainface.train.checkpoint import save_checkpoint
+    from explainface.training.checkpoint import save_checkpoint
 
     path = tiny_checkpoint(tmp_path / "m.safetensors", input_size=56)
     tensors, state = load_checkpoint(path)
@@ -84,7 +84,7 @@ def test_a_checkpoint_with_a_damaged_pair_head_is_an_error_naming_it(tmp_path):
 
 
 def test_xcos_in_an_experiment_needs_its_reference_method_first():
-    from explainface.experiment.run import ExperimentPlan, validate
+    from explainface.experiments.run import ExperimentPlan, validate
 
     with pytest.raises(ValueError, match="list 'softmax' before it"):
         validate(ExperimentPlan.quick_plan(methods=["xcos", "softmax"]))
@@ -95,7 +95,7 @@ def test_xcos_in_an_experiment_needs_its_reference_method_first():
 
 
 def test_run_references_resolve_to_the_same_seeds_checkpoint(tmp_path):
-    from explainface.experiment.run import ExperimentPlan, base_config, run_config
+    from explainface.experiments.run import ExperimentPlan, base_config, run_config
 
     base = base_config(ExperimentPlan.quick_plan(methods=["softmax", "xcos"]))
     cfg = run_config(base, "xcos", 2, 10, tmp_path)
@@ -106,8 +106,8 @@ def test_run_references_resolve_to_the_same_seeds_checkpoint(tmp_path):
 def test_visualize_draws_the_xcos_panel_for_an_xcos_checkpoint(tmp_path):
     import cv2
 
-    from explainface.explain.visualize import visualize
-    from explainface.train.trainer import Trainer
+    from explainface.explanations.visualize import visualize
+    from explainface.training.trainer import Trainer
 
     ref = tiny_checkpoint(tmp_path / "ref.safetensors", input_size=56)
     ckpt = Trainer(_xcos_config(ref, steps=2), tmp_path / "run", progress=False).train()["checkpoint"]
@@ -121,7 +121,7 @@ def test_a_yin_run_gets_mirrored_landmarks_and_logs_its_terms(tmp_path, monkeypa
     import math
 
     from explainface.losses import yin as yin_module
-    from explainface.train.trainer import Trainer, read_metrics
+    from explainface.training.trainer import Trainer, read_metrics
 
     cfg = load_config(None, [*TINY, "optim.max_steps=3"])
     cfg.regularizers = [{"name": "yin", "beta": 1.0}]
@@ -140,7 +140,7 @@ def test_a_yin_run_gets_mirrored_landmarks_and_logs_its_terms(tmp_path, monkeypa
     for key in ("yin.sad", "yin.sad_occluded", "yin.fad", "yin.ce_occluded"):
         assert all(math.isfinite(v) for v in cols[key]), key
     # the landmarks given with each step's images are the faces' own, mirrored where the image was flipped
-    from explainface.data.landmarks import mirror_landmarks
+    from explainface.readers.landmarks import mirror_landmarks
 
     images, lm = seen[0]
     order = next(iter(t.sampler.__class__(len(t.dataset), 8, cfg.run.seed)))  # epoch 0, first batch

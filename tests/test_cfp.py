@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from explainface.data.cfp import is_cfp, read_cfp_pairs
-from explainface.data.pair_files import read_pairs
+from explainface.readers.cfp import is_cfp, read_cfp_pairs
+from explainface.readers.pairs import read_pairs
 from realdata import real_data
 
 IDS, FRONTAL, PROFILE, FOLDS = 6, 4, 2, 10

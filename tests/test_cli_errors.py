@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from explainface import cli
-from explainface.data.landmarks import read_pts, write_pts
-from explainface.data.part_masks import check_landmarks_in_image, face_parts_for_crop, part_label_map
-from explainface.data.part_sheet import find_images, part_contact_sheet
-from explainface.data.synthetic import SyntheticFaces
-from explainface.data.synthetic.export import export_synthetic
 from explainface.errors import InputError, TrainingInterrupted, run_command
+from explainface.parts.masks import check_landmarks_in_image, face_parts_for_crop, part_label_map
+from explainface.parts.sheet import find_images, part_contact_sheet
+from explainface.readers.landmarks import read_pts, write_pts
+from explainface.synthetic import SyntheticFaces
+from explainface.synthetic.export import export_synthetic
 
 # --- the error path -----------------------------------------------------------------------------------------------
 
@@ -160,7 +160,7 @@ def test_parts_names_each_file_with_landmarks_outside_its_image(tiny_export, tmp
 
 def test_explain_says_why_each_face_was_skipped(tiny_export, tmp_path):
     from checkpoints import tiny_checkpoint
-    from explainface.evaluate.explain import explain
+    from explainface.evaluate.explainability_pipeline import explain
 
     folder = tmp_path / "faces"
     folder.mkdir()
@@ -170,7 +170,7 @@ def test_explain_says_why_each_face_was_skipped(tiny_export, tmp_path):
     write_pts(folder / images[1].with_suffix(".pts").name, read_pts(images[1].with_suffix(".pts")) + 4000)
     ckpt = tiny_checkpoint(tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="no usable faces") as e:
-        explain(ckpt, folder, tmp_path / "ex", images=2, runs=1, landmarks="file", progress=False)
+        explain(ckpt, folder, tmp_path / "ex", n_faces=2, runs=1, landmarks="file", progress=False)
     msg = str(e.value)
     assert "skipped 2" in msg and images[0].name in msg and images[1].name in msg
     assert "not a decodable image" in msg and "outside" in msg
@@ -179,8 +179,8 @@ def test_explain_says_why_each_face_was_skipped(tiny_export, tmp_path):
 def test_library_picture_writers_refuse_a_path_they_cannot_write(tmp_path):
     import torch
 
-    from explainface.data.synthetic.contact_sheet import contact_sheet, sample_grid
     from explainface.losses.templates import save_template_grid
+    from explainface.synthetic.contact_sheet import contact_sheet, sample_grid
 
     with pytest.raises(ValueError, match="out.txt: a picture's file name"):
         save_template_grid(torch.zeros(4, 14, 14), tmp_path / "out.txt")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from explainface.errors import InputError, TrainingInterrupted
-from explainface.train.config import (
+from explainface.training.config import (
     FIELD_RULES,
     TrainConfig,
     check_config,
@@ -281,7 +281,7 @@ def test_a_checkpoint_config_and_a_config_edited_in_code_are_checked_too(tmp_pat
     assert check_config(cfg) is cfg
     cfg.optim.max_steps = 0  # `o.max_steps or ...` used to read this as "no limit"
     with pytest.raises(InputError, match=r"^the trainer's config: optim\.max_steps: must be an integer >= 1 or null"):
-        from explainface.train.trainer import Trainer
+        from explainface.training.trainer import Trainer
 
         Trainer(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
@@ -336,7 +336,7 @@ def test_check_device_resolves_auto_and_accepts_what_the_machine_has(monkeypatch
 
 
 def test_the_trainer_checks_the_device_before_building_anything(tmp_path):
-    from explainface.train.trainer import Trainer
+    from explainface.training.trainer import Trainer
 
     cfg = load_config(None, [*TINY, "run.device=cuda:999"])  # missing on every machine this runs on
     with pytest.raises(InputError, match=r"^run\.device=cuda:999: "):
@@ -349,7 +349,7 @@ def test_the_trainer_checks_the_device_before_building_anything(tmp_path):
 
 def _interrupt_at(monkeypatch, step: int) -> None:
     """Ctrl-C (a KeyboardInterrupt) when training is about to run `step`: in the loop, as a signal would."""
-    from explainface.train.trainer import Trainer
+    from explainface.training.trainer import Trainer
 
     real = Trainer.train_step
 
@@ -362,8 +362,8 @@ def _interrupt_at(monkeypatch, step: int) -> None:
 
 
 def test_ctrl_c_saves_the_step_raises_training_interrupted_and_the_run_resumes_exactly(tmp_path, monkeypatch):
-    from explainface.train.checkpoint import load_checkpoint
-    from explainface.train.trainer import Trainer
+    from explainface.training.checkpoint import load_checkpoint
+    from explainface.training.trainer import Trainer
 
     cfg = [*TINY, "optim.max_steps=6"]
     Trainer(load_config(None, cfg), tmp_path / "ref", progress=False).train()

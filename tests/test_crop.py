@@ -13,23 +13,22 @@ import cv2
 import numpy as np
 import pytest
 
-from explainface.data import detect
-from explainface.data.crop import (
+from explainface.cli.crop import add_crop_parser, run_crop
+from explainface.faces import detect
+from explainface.faces.crop import (
     META_FILE,
     REPORT_FILE,
-    add_crop_parser,
     centre_square,
     crop_face,
     crop_folder,
     crop_square,
     read_crop_index,
     read_crop_meta,
-    run_crop,
     square_box,
 )
-from explainface.data.detect import Box, HaarDetector, create_detector, main_face
-from explainface.data.images import read_image_rgb
-from explainface.data.synthetic import SyntheticFaces
+from explainface.faces.detect import Box, HaarDetector, create_detector, main_face
+from explainface.readers.images import read_image_rgb
+from explainface.synthetic import SyntheticFaces
 from realdata import data_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -377,9 +376,9 @@ def test_a_large_photo_is_cropped_from_a_reduced_decode_in_full_image_pixels():
     are still reported in the full image's pixels, matching the full-size crop."""
     import cv2
 
-    from explainface.data.crop import CROP_MAX_SIDE, crop_face, crop_face_file
-    from explainface.data.detect import create_detector
-    from explainface.data.synthetic import SyntheticFaces
+    from explainface.faces.crop import CROP_MAX_SIDE, crop_face, crop_face_file
+    from explainface.faces.detect import create_detector
+    from explainface.synthetic import SyntheticFaces
 
     face = SyntheticFaces(seed=0).sample(identity=1, index=0, size=256).image
     big = cv2.resize(face, (4 * CROP_MAX_SIDE + 100, 4 * CROP_MAX_SIDE + 100), interpolation=cv2.INTER_LINEAR)

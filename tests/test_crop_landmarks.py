@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explainface.data.crop import crop_folder, read_crop_index
-from explainface.data.crop_landmarks import landmark_crops
-from explainface.data.detect import Box
-from explainface.data.landmarks import read_pts
-from explainface.data.part_masks import crop_landmarks
+from explainface.faces.crop import crop_folder, read_crop_index
+from explainface.faces.crop_landmarks import landmark_crops
+from explainface.faces.detect import Box
+from explainface.parts.masks import crop_landmarks
+from explainface.readers.landmarks import read_pts
 
 
 class BoxFromLandmarks:
@@ -26,10 +26,10 @@ class BoxFromLandmarks:
 
 
 def test_face_crops_get_their_landmarks_in_crop_pixels_and_the_dataset_reads_them(tmp_path, monkeypatch):
-    from explainface.data import part_masks
-    from explainface.data.folders import IdentityFolderDataset
-    from explainface.data.images import load_image_rgb
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.parts import masks as part_masks
+    from explainface.readers.folders import IdentityFolderDataset
+    from explainface.readers.images import load_image_rgb
+    from explainface.synthetic.export import export_synthetic
 
     export_synthetic(tmp_path / "src", identities=2, per_identity=3, size=160, heldout_identities=0, progress=False)
     src = tmp_path / "src" / "train"
@@ -76,7 +76,7 @@ def test_a_folder_that_is_not_a_crop_cache_is_named(tmp_path):
 
 
 def test_real_faces_crop_landmarks_agree_with_helen_annotations(tmp_path):
-    from explainface.data import detect
+    from explainface.faces import detect
     from realdata import real_data
 
     if not detect.dlib_available():
@@ -102,8 +102,8 @@ def test_the_crop_command_writes_landmarks_on_request(tmp_path):
     import subprocess
     import sys
 
-    from explainface.data import detect
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.faces import detect
+    from explainface.synthetic.export import export_synthetic
 
     if not detect.dlib_available():
         pytest.skip("dlib is not installed (pip install dlib-bin)")

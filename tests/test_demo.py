@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from explainface.demo import DemoPlan, train_config
+from explainface.experiments.demo import DemoPlan, train_config
 from explainface.report.html import SECTIONS
 
 METRICS = ("accuracy_mean", "accuracy_std", "auc", "eer", "pe_mean", "pe_se", "ls", "ls_channels", "ar_mean",
@@ -39,8 +39,8 @@ def test_quick_demo_trains_both_networks_and_writes_summary_and_report(tmp_path,
 
 
 def test_the_ecloss_network_trains_the_recommended_recipe_and_paper_mode_is_one_option_away():
-    from explainface.experiment.methods import RECOMMENDED, method_config
-    from explainface.train.config import TrainConfig
+    from explainface.experiments.methods import RECOMMENDED, method_config
+    from explainface.training.config import TrainConfig
 
     (reg,) = train_config(DemoPlan(), ecloss=True, max_steps=10).regularizers
     assert reg == method_config(RECOMMENDED, TrainConfig()).regularizers[0]

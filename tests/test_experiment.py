@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from browser import chromium_path, render
-from explainface.experiment import ExperimentPlan, mean_se, paired_test, parse_method
-from explainface.experiment.methods import list_methods, method_config, split_methods
-from explainface.experiment.run import base_config, run_config, run_experiment
-from explainface.experiment.tables import build_tables, tables_markdown
+from explainface.experiments import ExperimentPlan, mean_se, paired_test, parse_method
+from explainface.experiments.methods import list_methods, method_config, split_methods
+from explainface.experiments.run import base_config, run_config, run_experiment
+from explainface.experiments.tables import build_tables, tables_markdown
 
 #: A CI-sized experiment: 2 methods x 2 seeds, a tiny network at 56 px, 24 steps each.
 TINY = ["--quick", "--steps", "24", "--images", "10", "data.identities=8", "data.per_identity=6",
@@ -66,7 +66,7 @@ def test_a_method_only_sets_the_regularizers_of_the_shared_config():
 
 
 def test_the_methods_of_a_seed_start_from_one_initialisation_and_see_the_same_batches(tmp_path):
-    from explainface.train.trainer import Trainer
+    from explainface.training.trainer import Trainer
 
     plan = ExperimentPlan.quick_plan()
     base = base_config(plan)
@@ -225,8 +225,15 @@ def test_a_tiny_experiment_writes_results_tables_and_page(finished):
     assert p["diff"] == pytest.approx(np.mean(np.subtract(a, b))) and p["n"] == 2
     assert res["plan"]["steps"] == 24 and "explainface experiment" in res["command"]
     md = (finished / "tables.md").read_text()
-    for title in ("Table 2", "Table 3", "Table 4", "Table 5", "at most two peaks", "channels per dominant part",
-                  "## Reproduce"):
+    for title in (
+        "Table 2",
+        "Table 3",
+        "Table 4",
+        "Table 5",
+        "at most two peaks",
+        "channels per dominant part",
+        "## Reproduce",
+    ):
         assert title in md
     html = (finished / "experiment.html").read_text()
     assert html.count("<img ") == 7  # curves + gallery, dictionary and average peak locations per method
@@ -293,7 +300,7 @@ def test_chromium_renders_the_experiment_page_with_every_section_and_image(finis
 
 def test_training_on_identity_folders_with_named_evaluation_sets(tmp_path):
     """Real data goes by path: identity folders to train on, a pairs file and a faces folder by name."""
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.synthetic.export import export_synthetic
 
     export = tmp_path / "export"
     with pytest.warns(UserWarning):  # fewer pairs than LFW's 300 per fold
@@ -316,7 +323,7 @@ def test_training_on_identity_folders_with_named_evaluation_sets(tmp_path):
 def test_a_run_folder_trained_with_other_settings_is_never_reused(tmp_path):
     import json
 
-    from explainface.experiment.run import train_run
+    from explainface.experiments.run import train_run
 
     base = base_config(ExperimentPlan())
     cfg = run_config(base, "ecloss-fit", 0, 10)

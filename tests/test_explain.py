@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from checkpoints import tiny_checkpoint
-from explainface.data.synthetic.export import export_synthetic
-from explainface.evaluate.explain import explain, folder_samples
+from explainface.evaluate.explainability_pipeline import explain
+from explainface.parts.samples import folder_samples
+from explainface.synthetic.export import export_synthetic
 from realdata import real_data
 
 KEYS = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std", "channels", "images")
@@ -35,7 +36,7 @@ def _finite(x) -> bool:
 
 def test_explain_on_a_synthetic_export_writes_the_metrics_and_the_dictionary(export, ckpt, tmp_path):
     out = tmp_path / "ex"
-    res = explain(ckpt, export / "heldout", out, images=10, runs=3, progress=False)
+    res = explain(ckpt, export / "heldout", out, n_faces=10, runs=3, progress=False)
     saved = json.loads((out / "explainability.json").read_text())
     for key in KEYS:
         assert key in saved
@@ -51,16 +52,16 @@ def test_explain_on_a_synthetic_export_writes_the_metrics_and_the_dictionary(exp
 
 def test_explain_matches_the_metrics_computed_directly_on_the_same_maps(export, ckpt, tmp_path):
     """The pipeline adds nothing of its own: same faces, same layer -> the same numbers as the metric functions."""
-    from explainface.data.synthetic.dataset import to_tensor
-    from explainface.data.synthetic.export import read_sample
-    from explainface.evaluate.explain import face_files
     from explainface.evaluate.explainability import explainability_report, masks_from_labels
+    from explainface.inputs import to_tensor
     from explainface.models.capture import FeatureCapture
-    from explainface.train.checkpoint import load_model
+    from explainface.readers.images import find_images
+    from explainface.synthetic.export import read_sample
+    from explainface.training.checkpoint import load_model
 
-    res = explain(ckpt, export / "heldout", tmp_path / "ex", images=10, runs=3, seed=4, progress=False, batch=5)
+    res = explain(ckpt, export / "heldout", tmp_path / "ex", n_faces=10, runs=3, seed=4, progress=False, batch=5)
     m = load_model(ckpt)
-    samples = [read_sample(p) for p in face_files(export / "heldout")]
+    samples = [read_sample(p) for p in find_images(export / "heldout")]
     x = torch.stack([to_tensor(s[0]) for s in samples])
     with torch.no_grad(), FeatureCapture(m.model, m.layer, detach=True) as cap:
         m.model(x)
@@ -77,7 +78,7 @@ def test_landmark_files_give_the_part_labels_when_no_label_map_is_there(export, 
     shutil.copytree(export / "heldout", folder)
     for p in folder.rglob("*.parts.png"):
         p.unlink()
-    from explainface.evaluate.explain import SampleCounts
+    from explainface.parts.samples import SampleCounts
 
     counts = SampleCounts()
     samples = list(folder_samples(folder, 112, crop="none", counts=counts, progress=False))
@@ -98,7 +99,7 @@ def test_bad_and_unlabelled_images_are_skipped_counted_and_named(export, ckpt, t
     for companion in second.parent.glob(second.stem + ".*"):
         if companion != second:
             companion.unlink()
-    res = explain(ckpt, folder, tmp_path / "ex", images=5, runs=2, landmarks="file", progress=False)
+    res = explain(ckpt, folder, tmp_path / "ex", n_faces=5, runs=2, landmarks="file", progress=False)
     assert res["images"] == 22 and res["skipped"] == 2
     names = res["skipped_files"]
     assert any(first.name in k for k in names) and any(second.name in k for k in names)
@@ -112,7 +113,7 @@ def test_an_empty_folder_is_a_clear_error(tmp_path, ckpt):
 
 
 def test_explain_on_the_generator_needs_no_files(ckpt, tmp_path):
-    res = explain(ckpt, "synthetic", tmp_path / "ex", images=8, runs=2, limit=12, progress=False)
+    res = explain(ckpt, "synthetic", tmp_path / "ex", n_faces=8, runs=2, limit=12, progress=False)
     assert res["images"] == 12 and res["label_sources"] == {"generator": 12}
 
 
@@ -127,14 +128,14 @@ def test_explain_command_prints_a_summary(export, ckpt, tmp_path, capsys):
 
 def test_explain_on_real_helen_faces_with_their_landmarks(ckpt, tmp_path):
     helen = real_data("helen", "testset")
-    res = explain(ckpt, helen, tmp_path / "ex", images=8, runs=2, limit=10, landmarks="file", progress=False)
+    res = explain(ckpt, helen, tmp_path / "ex", n_faces=8, runs=2, limit=10, landmarks="file", progress=False)
     assert res["images"] + res["skipped"] == 10 and res["images"] >= 8
     assert res["label_sources"] == {"pts": res["images"]}
     assert _finite(res["pe_mean"]) and 0 < res["pe_mean"] < 1
 
 
 def test_any_layer_can_be_measured_and_its_channel_count_is_reported(export, ckpt, tmp_path):
-    res = explain(ckpt, export / "heldout", tmp_path / "ex", images=6, runs=2, layer="features.relu4_2",
+    res = explain(ckpt, export / "heldout", tmp_path / "ex", n_faces=6, runs=2, layer="features.relu4_2",
                   progress=False)  # fmt: skip
     assert res["layer"] == "features.relu4_2" and len(res["channels"]) == 64
     with pytest.raises(ValueError, match="no_such_layer"):

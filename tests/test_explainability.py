@@ -90,7 +90,7 @@ def test_part_iou_stays_exact_when_the_guessed_bracket_misses(monkeypatch):
 
 def test_part_iou_matches_reference_at_224_from_14():
     """The paper's geometry (14 x 14 maps, 224 x 224 input), with the synthetic faces' part masks."""
-    from explainface.data.synthetic.generator import SyntheticFaces
+    from explainface.synthetic.generator import SyntheticFaces
 
     labels = torch.from_numpy(SyntheticFaces(seed=0).sample(identity=3, index=0, size=224).parts)[None]
     parts = masks_from_labels(labels)

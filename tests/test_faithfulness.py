@@ -17,7 +17,6 @@ from tests.reference_faithfulness import (
     mean_drop,
 )
 
-from explainface.data.parts import PART_NAMES
 from explainface.evaluate import faithfulness as fm
 from explainface.evaluate.faithfulness import (
     CURVE_GRID,
@@ -31,8 +30,9 @@ from explainface.evaluate.faithfulness import (
     ranked,
     xcos_masses,
 )
-from explainface.explain.why import PARTS, ReferenceMaps, channel_contributions
+from explainface.explanations.why import PARTS, ReferenceMaps, channel_contributions
 from explainface.models import create_model
+from explainface.parts.labels import PART_NAMES
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,8 +50,8 @@ def net():
 
 
 def _faces(identity: int, ks=(0, 1)):
-    from explainface.data.synthetic.dataset import to_tensor
-    from explainface.data.synthetic.generator import SyntheticFaces
+    from explainface.inputs import to_tensor
+    from explainface.synthetic.generator import SyntheticFaces
 
     gen = SyntheticFaces(0, "easy")
     samples = [gen.sample(identity, k, 56) for k in ks]
@@ -178,7 +178,7 @@ def test_contribution_orders_are_descending_with_unrankable_parts_last():
 
 
 def test_the_gradcam_order_is_the_argsort_of_the_per_part_heat_sums(net, pair, reference):
-    from explainface.explain.gradcam import similarity_gradcam
+    from explainface.explanations.gradcam import similarity_gradcam
 
     images, labels = pair
     _, ha, hb = similarity_gradcam(net, images[0], images[1], net.target_layer)
@@ -196,7 +196,7 @@ def test_the_gradcam_order_is_the_argsort_of_the_per_part_heat_sums(net, pair, r
 def test_the_xcos_order_weighs_patch_cosine_by_attention_and_part_share(net, pair):
     from explainface.evaluate.scoring import create_scorer
     from explainface.models.xcos import XCosHead
-    from explainface.train.checkpoint import LoadedModel
+    from explainface.training.checkpoint import LoadedModel
 
     images, labels = pair
     torch.manual_seed(1)
@@ -230,7 +230,7 @@ def test_deletion_score_normalised_curve_and_rank_agreement_definitions():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.synthetic.export import export_synthetic
 
     d = tmp_path_factory.mktemp("faces")
     with pytest.warns(UserWarning):
@@ -240,7 +240,7 @@ def exported(tmp_path_factory):
 
 def _xcos_checkpoint(path):
     from explainface.models.xcos import XCosHead
-    from explainface.train.checkpoint import load_checkpoint, save_checkpoint
+    from explainface.training.checkpoint import load_checkpoint, save_checkpoint
 
     plain = tiny_checkpoint(path.with_name("plain.safetensors"), input_size=56)
     tensors, state = load_checkpoint(plain)
@@ -254,9 +254,9 @@ def _xcos_checkpoint(path):
 def test_faithfulness_end_to_end_writes_json_and_png_and_skips_a_corrupt_face(exported, tmp_path):
     import cv2
 
-    from explainface.data.pair_files import read_pairs
     from explainface.evaluate.faithfulness import faithfulness
-    from explainface.train.checkpoint import load_model
+    from explainface.readers.pairs import read_pairs
+    from explainface.training.checkpoint import load_model
 
     ckpt = _xcos_checkpoint(tmp_path / "xcos.safetensors")
     loaded = load_model(ckpt)
@@ -269,8 +269,8 @@ def test_faithfulness_end_to_end_writes_json_and_png_and_skips_a_corrupt_face(ex
     plist.images[bad].path.write_bytes(b"\x00garbage, not an image" * 10)
     with_bad = [i for i in drawn if bad in (int(plist.a[i]), int(plist.b[i]))]
 
-    from explainface.data.synthetic.dataset import to_tensor
-    from explainface.evaluate.explain import face_sample
+    from explainface.inputs import to_tensor
+    from explainface.parts.samples import face_sample
 
     ok = [im.path for j, im in enumerate(plist.images) if j != bad][:6]
     ref = ReferenceMaps.of(loaded.model, [torch.stack([to_tensor(face_sample(p, 56).image) for p in ok])])

@@ -137,8 +137,8 @@ def test_gradient_descent_on_the_recipes_loss_alone_reduces_the_peaks_of_noisy_m
                 maps[i, j] += amp * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 3)
     maps += 0.05 * torch.rand(maps.shape, generator=g)
     x = maps.clone().requires_grad_(True)
-    from explainface.experiment.methods import RECOMMENDED, method_config
-    from explainface.train.config import TrainConfig, regularizer_options
+    from explainface.experiments.methods import RECOMMENDED, method_config
+    from explainface.training.config import TrainConfig, regularizer_options
 
     spec = method_config(RECOMMENDED, TrainConfig()).regularizers[0]  # the recommended recipe's term, all of it
     reg = create_regularizer(spec["name"], **regularizer_options(spec))
@@ -156,8 +156,8 @@ def test_gradient_descent_on_the_recipes_loss_alone_reduces_the_peaks_of_noisy_m
 
 
 def test_the_recipe_is_a_method_and_recommended_names_it():
-    from explainface.experiment.methods import FIT_DEFAULTS, RECOMMENDED, method_config
-    from explainface.train.config import TrainConfig
+    from explainface.experiments.methods import FIT_DEFAULTS, RECOMMENDED, method_config
+    from explainface.training.config import TrainConfig
 
     base = TrainConfig()
     cfg = method_config("ecloss-fit", base)
@@ -174,7 +174,7 @@ def test_the_recipe_is_a_method_and_recommended_names_it():
 def test_parts_owned_counts_parts_with_a_channel_that_picks_them_in_half_of_the_faces(tmp_path):
     import json
 
-    from explainface.experiment.run import _backfill, parts_owned
+    from explainface.experiments.run import _backfill, parts_owned
 
     channels = [
         {"channel": 0, "part": "eyes", "frequency": 0.5},

@@ -9,16 +9,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from explainface.data.folders import (
-    FolderIndex,
-    IdentityFolderDataset,
-    decode_image_rgb,
-    jpeg_is_complete,
-    read_image_rgb,
-    resize_image,
-    scan_identity_folders,
-)
-from explainface.data.synthetic import SyntheticFaces, to_tensor
+from explainface.inputs import to_tensor
+from explainface.readers.folders import FolderIndex, IdentityFolderDataset, scan_identity_folders
+from explainface.readers.images import decode_image_rgb, jpeg_is_complete, read_image_rgb, resize_image
+from explainface.synthetic import SyntheticFaces
 
 
 def _face(identity: int, k: int = 0, size: int = 64) -> np.ndarray:

@@ -28,8 +28,8 @@ def _xcos_checkpoint(path: Path) -> Path:
     """A tiny checkpoint with an xCos pair head saved the way the trainer saves one (options + tensor prefix)."""
     from explainface.models import create_model, describe_model
     from explainface.models.pair_heads import create_pair_head
-    from explainface.train.checkpoint import save_checkpoint
-    from explainface.train.config import load_config
+    from explainface.training.checkpoint import save_checkpoint
+    from explainface.training.config import load_config
 
     kw = {"width": 0.0625, "input_size": 112, "embedding_dim": 8}
     cfg = load_config(None, ["model.name=vgg13", *(f"model.{k}={v}" for k, v in kw.items())])
@@ -58,7 +58,7 @@ def bases(tmp_path_factory) -> dict[str, dict]:
 
 
 def test_the_starting_points_load(bases, tmp_path):
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     for kind in ("plain", "xcos"):
         path = tmp_path / f"{kind}.safetensors"
@@ -72,7 +72,7 @@ def test_the_starting_points_load(bases, tmp_path):
 
 def _loads_or_names_the_file(path: Path) -> bool:
     """Load `path`: True when it loads, False when it raises ValueError/OSError naming it (else the test fails)."""
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     try:
         load_model(path)  # load_checkpoint, then the network and its pair heads from what it read
@@ -141,7 +141,7 @@ def test_random_bytes(bases, data):
     _loads_or_names_the_file(_write(bases, data))
 
 
-JSON_LEAVES = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12))
+JSON_LEAVES = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12)
 
 
 def _json_containers(children):
@@ -255,8 +255,8 @@ def test_a_header_length_whose_first_byte_is_a_pickle_opcode_still_loads(tmp_pat
     """Found by `test_random_metadata_values_and_types`: a safetensors file starts with its header's length, so
     its first byte can be 0x80, the first byte of a pickle; such a valid checkpoint was refused as "a pickle"."""
     from explainface.models import create_model
-    from explainface.train.checkpoint import load_model, save_checkpoint
-    from explainface.train.config import load_config
+    from explainface.training.checkpoint import load_model, save_checkpoint
+    from explainface.training.config import load_config
 
     cfg = load_config(None, ["model.name=vgg13", "model.width=0.0625", "model.input_size=112", "model.embedding_dim=8"])
     net = create_model("vgg13", width=0.0625, input_size=112, embedding_dim=8)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st  # noqa: E402
 from explainface.errors import InputError  # noqa: E402
 from explainface.losses.registry import list_regularizers, regularizer_params  # noqa: E402
 from explainface.models import list_models  # noqa: E402
-from explainface.train.config import TrainConfig, config_from_dict, load_config  # noqa: E402
+from explainface.training.config import TrainConfig, config_from_dict, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_BASE = ROOT / "configs" / "base.yaml"

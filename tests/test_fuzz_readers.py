@@ -33,9 +33,10 @@ pytest.importorskip("hypothesis")
 from hypothesis import event, given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from explainface.data.cfp import read_cfp_pairs  # noqa: E402
-from explainface.data.folders import IdentityFolderDataset  # noqa: E402
-from explainface.data.images import (  # noqa: E402
+from explainface.errors import describe  # noqa: E402
+from explainface.readers.cfp import read_cfp_pairs  # noqa: E402
+from explainface.readers.folders import IdentityFolderDataset  # noqa: E402
+from explainface.readers.images import (  # noqa: E402
     decode_image_rgb,
     decode_image_rgb_reduced,
     jpeg_size,
@@ -43,15 +44,15 @@ from explainface.data.images import (  # noqa: E402
     read_image_rgb,
     reduction_for,
 )
-from explainface.data.landmarks import (  # noqa: E402
+from explainface.readers.landmarks import (  # noqa: E402
     read_coco_keypoints,
     read_landmarks,
     read_lapa106,
     read_pts,
     read_wflw,
 )
-from explainface.data.pair_files import PairList, read_pairs  # noqa: E402
-from explainface.data.recordio import (  # noqa: E402
+from explainface.readers.pairs import PairList, read_pairs  # noqa: E402
+from explainface.readers.recordio import (  # noqa: E402
     IRHeader,
     RecordIODataset,
     RecordIOReader,
@@ -59,7 +60,6 @@ from explainface.data.recordio import (  # noqa: E402
     scan_offsets,
     write_recordio_dataset,
 )
-from explainface.errors import describe  # noqa: E402
 
 # ---- the property ------------------------------------------------------------------------------------------------
 
@@ -488,7 +488,7 @@ def rec_files(tmp_path_factory) -> dict[str, bytes]:
     write_recordio_dataset(out, items, height=10, width=10)
     plain = out / "plain"
     plain.mkdir()
-    from explainface.data.recordio import RecordIOWriter
+    from explainface.readers.recordio import RecordIOWriter
 
     with RecordIOWriter(plain / "train.rec") as w:  # no meta record, one label array
         w.write(0, pack_header(IRHeader(0, [1.0, 5.0], 0, 0), items[0][0]))

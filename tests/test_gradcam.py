@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explainface.data.synthetic.dataset import to_tensor
-from explainface.data.synthetic.generator import HELDOUT_FIRST_IDENTITY, SyntheticFaces
-from explainface.explain.gradcam import similarity_cam, similarity_gradcam
+from explainface.explanations.gradcam import similarity_cam, similarity_gradcam
+from explainface.inputs import to_tensor
 from explainface.models import create_model
 from explainface.models.capture import find_module
+from explainface.synthetic.generator import HELDOUT_FIRST_IDENTITY, SyntheticFaces
 
 
 def naive_gradcam(model: nn.Module, x: torch.Tensor, reference: torch.Tensor, layer: str) -> torch.Tensor:

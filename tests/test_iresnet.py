@@ -297,9 +297,9 @@ def test_sgd_steps_on_identity_loss_plus_ecloss_lower_both():
 
 
 def test_the_trainer_runs_ecloss_yin_and_xcos_on_a_slim_iresnet18(tmp_path):
-    from explainface.train.checkpoint import load_model
-    from explainface.train.config import load_config
-    from explainface.train.trainer import Trainer, read_metrics
+    from explainface.training.checkpoint import load_model
+    from explainface.training.config import load_config
+    from explainface.training.trainer import Trainer, read_metrics
 
     tiny = ["model.name=iresnet18", f"model.width={SLIM}", "model.input_size=56", "data.identities=8",
             "data.per_identity=4", "data.workers=0", "optim.batch_size=8", "optim.warmup_steps=1",

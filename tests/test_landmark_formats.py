@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from explainface.data.landmarks import (
+from explainface.readers.landmarks import (
     LAPA106_TO_68,
     WFLW98_TO_68,
     WFLW_ATTRIBUTES,
@@ -23,7 +23,7 @@ from explainface.data.landmarks import (
     read_wflw,
     to_ibug68,
 )
-from explainface.data.synthetic.face_model import Expression, Pose, Shape, landmarks_3d, project
+from explainface.synthetic.face_model import Expression, Pose, Shape, landmarks_3d, project
 from realdata import real_data
 
 # ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from explainface.data.landmarks import read_pts, write_pts
+from explainface.readers.landmarks import read_pts, write_pts
 
 
 def test_pts_round_trip_gives_the_same_zero_based_points(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from matplotlib import colormaps
 
-from explainface.data.synthetic.generator import HELDOUT_FIRST_IDENTITY, SyntheticFaces
-from explainface.explain.overlay import heat_overlay, top_overlay
+from explainface.explanations.overlay import heat_overlay, top_overlay
+from explainface.synthetic.generator import HELDOUT_FIRST_IDENTITY, SyntheticFaces
 
 
 def naive_bilinear(m: np.ndarray, size: int) -> np.ndarray:

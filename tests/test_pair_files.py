@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from explainface.data.pair_files import ImageRef, PairList, read_pairs, write_bin_pairs, write_csv_pairs
+from explainface.readers.insightface_bin import write_bin_pairs
+from explainface.readers.pairs import ImageRef, PairList, read_pairs, write_csv_pairs
 from realdata import real_data
 
 REPO = Path(__file__).resolve().parents[1]

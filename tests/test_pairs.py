@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from explainface.data.pairs import Pair, make_pairs, read_lfw_pairs, write_lfw_pairs
+from explainface.readers.lfw_pairs import LfwPair, make_pairs, read_lfw_pairs, write_lfw_pairs
 
 
 def _identities(n: int = 40, images: int = 6) -> dict[str, int]:
@@ -13,7 +13,7 @@ def _identities(n: int = 40, images: int = 6) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def pairs() -> list[Pair]:
+def pairs() -> list[LfwPair]:
     return make_pairs(_identities(), folds=10, per_fold=20, seed=3)
 
 
@@ -32,10 +32,10 @@ def test_reader_accepts_hand_written_lfw_file(tmp_path):
     f = tmp_path / "pairs.txt"
     f.write_text("2\t1\nAbel_Pacheco\t1\t4\nAbel_Pacheco\t1\tJong_Thae_Hwa\t2\nA_B\t2\t3\nC_D\t1\tE_F\t1\n")
     assert read_lfw_pairs(f) == [
-        Pair("Abel_Pacheco", 1, "Abel_Pacheco", 4, True, 0),
-        Pair("Abel_Pacheco", 1, "Jong_Thae_Hwa", 2, False, 0),
-        Pair("A_B", 2, "A_B", 3, True, 1),
-        Pair("C_D", 1, "E_F", 1, False, 1),
+        LfwPair("Abel_Pacheco", 1, "Abel_Pacheco", 4, True, 0),
+        LfwPair("Abel_Pacheco", 1, "Jong_Thae_Hwa", 2, False, 0),
+        LfwPair("A_B", 2, "A_B", 3, True, 1),
+        LfwPair("C_D", 1, "E_F", 1, False, 1),
     ]
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from explainface import cli
-from explainface.data import detect
-from explainface.data import part_masks as pm
-from explainface.data.crop import crop_square
-from explainface.data.landmarks import read_pts, write_pts
-from explainface.data.part_masks import (
+from explainface.faces import detect
+from explainface.faces.crop import crop_square
+from explainface.parts import masks as pm
+from explainface.parts.labels import PART_INDEX, PART_NAMES
+from explainface.parts.masks import (
     SPLIT_PART_INDEX,
     SPLIT_PART_NAMES,
     crop_label_map,
@@ -28,10 +28,10 @@ from explainface.data.part_masks import (
     part_masks,
     predict_landmarks68,
 )
-from explainface.data.part_sheet import find_images, part_contact_sheet
-from explainface.data.parts import PART_INDEX, PART_NAMES
-from explainface.data.synthetic import SyntheticFaces
-from explainface.data.synthetic.export import export_synthetic
+from explainface.parts.sheet import find_images, part_contact_sheet
+from explainface.readers.landmarks import read_pts, write_pts
+from explainface.synthetic import SyntheticFaces
+from explainface.synthetic.export import export_synthetic
 from realdata import real_data
 
 SIZE = 224
@@ -380,7 +380,7 @@ def test_predict_landmarks68_agrees_with_helen_annotations():
     if not detect.dlib_available():
         pytest.skip("dlib is not installed")
     helen = real_data("helen", "testset")
-    from explainface.data.images import load_image_rgb
+    from explainface.readers.images import load_image_rgb
 
     for stem in sorted(p.with_suffix("") for p in helen.glob("*.pts"))[:3]:
         image, truth = load_image_rgb(stem.with_suffix(".jpg")), read_pts(stem.with_suffix(".pts"))

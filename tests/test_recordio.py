@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from explainface.data.images import decode_image_rgb
-from explainface.data.recordio import (
+from explainface.inputs import to_tensor
+from explainface.readers.images import decode_image_rgb
+from explainface.readers.recordio import (
     MAGIC,
     IRHeader,
     RecordIODataset,
@@ -26,7 +27,7 @@ from explainface.data.recordio import (
     write_property,
     write_recordio_dataset,
 )
-from explainface.data.synthetic import SyntheticFaces, to_tensor
+from explainface.synthetic import SyntheticFaces
 
 MAGIC_BYTES = struct.pack("<I", MAGIC)
 IDS, PER_ID, SIZE = 4, 3, 64

@@ -15,7 +15,7 @@ from explainface.losses import (
     list_regularizers,
     register_regularizer,
 )
-from explainface.train.config import config_from_dict, load_config
+from explainface.training.config import config_from_dict, load_config
 
 TINY = [
     "model.name=vgg13_bn", "model.width=0.0625", "model.input_size=56", "data.identities=8", "data.per_identity=4",
@@ -111,7 +111,7 @@ def test_the_old_single_regularizer_section_still_loads():
 
 
 def test_trainer_runs_any_registered_regularizers_and_logs_their_stats(tmp_path):
-    from explainface.train.trainer import Trainer, read_metrics
+    from explainface.training.trainer import Trainer, read_metrics
 
     regs = "regularizers=[{name: test_map_l1, beta: auto, scale: 3}, {name: test_embedding_norm, beta: 0.01}, " \
            "{name: test_map_l1, beta: 0.1}]"  # fmt: skip
@@ -132,15 +132,15 @@ def test_trainer_runs_any_registered_regularizers_and_logs_their_stats(tmp_path)
 
 
 def test_auto_beta_for_a_regularizer_that_never_touches_the_maps_fails_with_its_name(tmp_path):
-    from explainface.train.trainer import Trainer
+    from explainface.training.trainer import Trainer
 
     cfg = load_config(None, [*TINY, "regularizers=[{name: test_head_weights, beta: auto}]"])
-    with pytest.raises(ValueError, match="test_head_weights: beta=\"auto\".*constant beta"):
+    with pytest.raises(ValueError, match='test_head_weights: beta="auto".*constant beta'):
         Trainer(cfg, tmp_path / "run", progress=False).train()
 
 
 def test_a_regularizer_with_start_is_off_before_it_and_those_steps_equal_the_plain_run(tmp_path):
-    from explainface.train.trainer import Trainer, read_metrics
+    from explainface.training.trainer import Trainer, read_metrics
 
     steps = ["optim.max_steps=5"]
     Trainer(load_config(None, [*TINY, *steps]), tmp_path / "plain", progress=False).train()
@@ -164,7 +164,7 @@ def test_a_bad_start_is_an_error_naming_the_item(start, message):
 
 
 def test_start_as_a_fraction_of_the_run():
-    from explainface.train.config import start_step
+    from explainface.training.config import start_step
 
     cfg = config_from_dict({"regularizers": [{"name": "ecloss", "start": 0.6}, {"name": "ecloss"}]})
     assert cfg.regularizers[0]["start"] == 0.6 and "start" not in cfg.regularizers[1]

@@ -57,7 +57,7 @@ def test_a_single_model_on_generator_faces_needs_no_pairs(tmp_path):
     from explainface.report.build import build_report
 
     ckpt = tiny_checkpoint(tmp_path / "a.safetensors")
-    path = build_report(ckpt, tmp_path / "rep", data="synthetic", images=10, runs=2, progress=False)
+    path = build_report(ckpt, tmp_path / "rep", faces="synthetic", n_faces=10, runs=2, progress=False)
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert len(data["models"]) == 1 and data["models"][0]["verification"] is None
     assert data["models"][0]["explainability"]["images"] == 200  # the generator's default: max(N, 200) faces

@@ -7,9 +7,9 @@ import pytest
 import torch
 from tests.checkpoints import tiny_checkpoint
 
-from explainface.data.landmarks import IBUG_MIRROR, mirror_landmarks
 from explainface.evaluate.scoring import create_scorer, default_score, list_scorers
-from explainface.train.checkpoint import load_model
+from explainface.readers.landmarks import IBUG_MIRROR, mirror_landmarks
+from explainface.training.checkpoint import load_model
 
 
 def test_the_cosine_scorer_is_the_dot_product_of_flip_summed_normalised_embeddings(tmp_path):
@@ -37,7 +37,7 @@ def test_scoring_a_checkpoint_without_an_xcos_head_by_xcos_is_an_error_naming_it
 
 
 def test_mirrored_landmarks_keep_their_meaning_on_a_flipped_face():
-    from explainface.data.synthetic.generator import SyntheticFaces
+    from explainface.synthetic.generator import SyntheticFaces
 
     s = SyntheticFaces(0, "easy").sample(3, 1, 112)
     lm = s.landmarks.astype(np.float64)
@@ -54,9 +54,9 @@ def test_mirrored_landmarks_keep_their_meaning_on_a_flipped_face():
 
 
 def test_training_datasets_give_landmarks_in_the_input_frame(tmp_path):
-    from explainface.data.folders import IdentityFolderDataset
-    from explainface.data.synthetic import SyntheticFaceDataset
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.readers.folders import IdentityFolderDataset
+    from explainface.synthetic import SyntheticFaceDataset
+    from explainface.synthetic.export import export_synthetic
 
     ds = SyntheticFaceDataset(2, 2, size=64, landmarks=True)
     image, label, lm = ds[1]

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from explainface.data.parts import LANDMARK_GROUPS, PART_INDEX, PART_NAMES
-from explainface.data.synthetic import (
+from explainface.parts.labels import LANDMARK_GROUPS, PART_INDEX, PART_NAMES
+from explainface.synthetic import (
     HELDOUT_FIRST_IDENTITY,
     SyntheticFaceDataset,
     SyntheticFaces,
     identity_numbers,
 )
-from explainface.data.synthetic.face_model import Shape
+from explainface.synthetic.face_model import Shape
 
 SHAPE_FIELDS = [f for f in Shape.__dataclass_fields__]
 

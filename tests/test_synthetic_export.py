@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from explainface.cli import main
-from explainface.data.images import JPEG_PARAMS
-from explainface.data.pairs import read_lfw_pairs
-from explainface.data.parts import PART_NAMES
-from explainface.data.synthetic import SyntheticFaces
-from explainface.data.synthetic.contact_sheet import contact_sheet, legend_height, sample_grid
-from explainface.data.synthetic.export import (
+from explainface.parts.labels import PART_NAMES
+from explainface.readers.images import JPEG_PARAMS
+from explainface.readers.lfw_pairs import read_lfw_pairs
+from explainface.synthetic import SyntheticFaces
+from explainface.synthetic.contact_sheet import contact_sheet, legend_height, sample_grid
+from explainface.synthetic.export import (
     HELDOUT_FIRST_IDENTITY,
     export_synthetic,
     read_sample,

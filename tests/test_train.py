@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from explainface.models import PartialFCHead, identity_loss
-from explainface.train.checkpoint import load_checkpoint, save_checkpoint, unprefixed
-from explainface.train.config import load_config, parse_overrides
-from explainface.train.data import ResumableBatches
+from explainface.training.checkpoint import load_checkpoint, save_checkpoint, unprefixed
+from explainface.training.config import load_config, parse_overrides
+from explainface.training.data import ResumableBatches
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -88,7 +88,7 @@ def test_batches_are_deterministic_sharded_and_resumable():
 
 
 def test_learning_rate_warms_up_then_decays():
-    from explainface.train.trainer import Trainer
+    from explainface.training.trainer import Trainer
 
     t = Trainer.__new__(Trainer)  # only lr_at's inputs are needed
     t.cfg = load_config(None, ["optim.lr=0.1", "optim.warmup_steps=10"])
@@ -124,7 +124,7 @@ def test_training_writes_logs_checkpoint_curves_and_learns(tmp_path):
     for name in names:
         assert (out / name).is_file(), name
     assert list((out / "tb").iterdir())  # TensorBoard events
-    from explainface.train.trainer import read_metrics
+    from explainface.training.trainer import read_metrics
 
     m = read_metrics(out)
     assert len(m["step"]) == 16 and m["id_loss"][-4:].mean() < m["id_loss"][:4].mean()
@@ -181,7 +181,7 @@ def test_torchrun_with_two_cpu_processes_keeps_replicas_identical(tmp_path, regu
 
 GLOO_THREADS_SCRIPT = """
 import json, os, sys
-from explainface.train import Trainer, load_config
+from explainface.training import Trainer, load_config
 def gloo_threads():
     names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
     return sorted(n for n in names if "gloo" in n)
@@ -211,7 +211,7 @@ def test_distributed_training_frees_the_process_group_before_the_interpreter_exi
 
 
 def test_validation_reads_an_lfw_pairs_file(tmp_path):
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.synthetic.export import export_synthetic
 
     export_synthetic(tmp_path / "synth", 0, 3, size=56, heldout_identities=20, progress=False, pairs_per_fold=2)
     held = tmp_path / "synth" / "heldout"

@@ -97,7 +97,7 @@ def test_contiguous_folds_match_sklearn_kfold():
 
 
 def test_official_lfw_folds_come_from_the_file(lfw_pairs):
-    from explainface.data.pair_files import read_pairs
+    from explainface.readers.pairs import read_pairs
 
     pl = read_pairs(lfw_pairs)
     assert np.bincount(pl.folds).tolist() == [600] * 10
@@ -117,9 +117,9 @@ def test_verify_end_to_end_on_an_exported_synthetic_pair_set(tmp_path):
     import subprocess
     import sys
 
-    from explainface.data.synthetic.export import export_synthetic
-    from explainface.train.checkpoint import save_checkpoint
-    from explainface.train.config import load_config
+    from explainface.synthetic.export import export_synthetic
+    from explainface.training.checkpoint import save_checkpoint
+    from explainface.training.config import load_config
 
     export_synthetic(tmp_path / "synth", 0, 4, size=112, heldout_identities=20, progress=False, pairs_per_fold=3)
     cfg = load_config(None, ["model.name=vgg13_bn", "model.width=0.125", "model.input_size=112"])
@@ -159,8 +159,8 @@ def test_dlib_reference_runs_on_a_few_real_lfw_pairs(lfw_pairs, tmp_path):
 
     if importlib.util.find_spec("face_recognition_models") is None:
         pytest.skip("face_recognition_models is not installed (pip install face_recognition_models)")
-    from explainface.data.pair_files import read_pairs, write_csv_pairs
     from explainface.evaluate.verify import verify
+    from explainface.readers.pairs import read_pairs, write_csv_pairs
 
     pl = read_pairs(lfw_pairs)
     pick = [0, 1, 2, 3, 300, 301, 302, 303]  # 4 same and 4 different pairs of fold 0

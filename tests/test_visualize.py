@@ -11,19 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from explainface.data.parts import PART_NAMES
-from explainface.data.synthetic.generator import HELDOUT_FIRST_IDENTITY, SyntheticFaces
-from explainface.explain import figures
-from explainface.explain.overlay import top_overlay
-from explainface.explain.visualize import (
+from explainface.cli.visualize import add_visualize_parser, parse_channels
+from explainface.explanations import figures
+from explainface.explanations.overlay import top_overlay
+from explainface.explanations.visualize import (
     DEFAULT_CHANNELS,
-    add_visualize_parser,
     load_faces,
-    parse_channels,
     read_dictionary,
     visualize,
 )
 from explainface.models import create_model
+from explainface.parts.labels import PART_NAMES
+from explainface.synthetic.generator import HELDOUT_FIRST_IDENTITY, SyntheticFaces
 
 SIZE = 56
 
@@ -116,8 +115,9 @@ def test_feature_maps_have_a_row_per_network_and_a_column_per_map(tmp_path, mode
     image = people[0][0]
     one = read_png(figures.feature_map_comparison({"a": model}, image, out_png=tmp_path / "1.png", channels=4))
     two = read_png(
-        figures.feature_map_comparison({"a": model, "b": small_model(1)}, image, out_png=tmp_path / "2.png",
-                                       channels=[0, 2, 4, 6, 8, 10])  # fmt: skip
+        figures.feature_map_comparison(
+            {"a": model, "b": small_model(1)}, image, out_png=tmp_path / "2.png", channels=[0, 2, 4, 6, 8, 10]
+        )  # fmt: skip
     )
     dx, dy = pitch_px(figures.feature_map_grid(1, 1))
     assert two.shape[0] - one.shape[0] == dy
@@ -161,8 +161,9 @@ def dictionary_entries():
 def test_channel_dictionary_figure_fills_the_rows_of_parts_with_channels_only(tmp_path, model, people):
     images, labels = people
     png = read_png(
-        figures.channel_dictionary_figure(dictionary_entries(), model, images, out_png=tmp_path / "d.png",
-                                          per_part=3, labels=labels)  # fmt: skip
+        figures.channel_dictionary_figure(
+            dictionary_entries(), model, images, out_png=tmp_path / "d.png", per_part=3, labels=labels
+        )  # fmt: skip
     )
     grid = figures.dictionary_grid(3)
     assert png.shape[:2] == (round(grid.size[1] * figures.DPI), round(grid.size[0] * figures.DPI))
@@ -275,8 +276,8 @@ def test_channel_lists_parse_and_bad_ones_are_argparse_errors():
 
 
 def test_visualize_command_on_a_checkpoint_prints_the_files_it_wrote(tmp_path, capsys):
-    from explainface.train.checkpoint import save_checkpoint
-    from explainface.train.config import load_config
+    from explainface.training.checkpoint import save_checkpoint
+    from explainface.training.config import load_config
 
     cfg = load_config(None, ["model.name=vgg13", "model.width=0.125", "model.input_size=112", "model.embedding_dim=32"])
     torch.manual_seed(0)

@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from explainface.data.parts import PART_NAMES
-from explainface.explain.why import (
+from explainface.explanations.why import (
     PARTS,
     ReferenceMaps,
     channel_contributions,
@@ -21,6 +20,7 @@ from explainface.explain.why import (
     summary_line,
 )
 from explainface.models import create_model
+from explainface.parts.labels import PART_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +32,11 @@ def net():
 
 def _pair(seed=1):
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(2, 3, 56, 56, generator=g, dtype=torch.float64) * 2 - 1)
+    return torch.rand(2, 3, 56, 56, generator=g, dtype=torch.float64) * 2 - 1
 
 
 def _labels():
-    from explainface.data.synthetic.generator import SyntheticFaces
+    from explainface.synthetic.generator import SyntheticFaces
 
     faces = SyntheticFaces(0, "easy")
     return torch.from_numpy(np.stack([faces.sample(5, k, 56).parts for k in (0, 1)]).astype(np.int64))
@@ -109,7 +109,7 @@ def test_contributions_take_one_batched_pass_per_pair(net, monkeypatch):
 
 
 def test_occlusion_covers_exactly_the_part_masks(net, monkeypatch):
-    from explainface.explain import why
+    from explainface.explanations import why
 
     seen = []
     original = why.occlusion_variants
@@ -155,7 +155,7 @@ def test_the_why_command_explains_a_pair_and_writes_json_png_and_a_summary(tmp_p
     import cv2
     from tests.checkpoints import tiny_checkpoint
 
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.synthetic.export import export_synthetic
 
     export_synthetic(tmp_path / "faces", identities=0, per_identity=2, size=56, heldout_identities=2, progress=False)
     imgs = sorted((tmp_path / "faces" / "heldout").glob("*/*.jpg"))
@@ -176,7 +176,7 @@ def test_the_why_command_explains_a_pair_and_writes_json_png_and_a_summary(tmp_p
 def test_a_face_without_landmarks_is_named(tmp_path):
     import cv2
 
-    from explainface.evaluate.explain import face_sample
+    from explainface.parts.samples import face_sample
 
     path = tmp_path / "plain.png"
     cv2.imwrite(str(path), np.zeros((64, 64, 3), np.uint8))
@@ -193,7 +193,7 @@ def test_the_why_command_measures_faithfulness_over_pairs(tmp_path):
 
     from tests.checkpoints import tiny_checkpoint
 
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.synthetic.export import export_synthetic
 
     export_synthetic(tmp_path / "faces", identities=0, per_identity=3, size=56, heldout_identities=4, progress=False)
     held = tmp_path / "faces" / "heldout"

@@ -1,4 +1,4 @@
-"""Yin et al. 2019 (explainface.losses.yin, explainface.data.occlusion): SAD, FAD and the filter term against
+"""Yin et al. 2019 (explainface.losses.yin, explainface.faces.occlusion): SAD, FAD and the filter term against
 float64 loop references, the zero-map guard, the window landing where it was asked on synthetic (and mirrored)
 faces, the NaN-landmark fallback, and YinLoss training a tiny network."""
 
@@ -20,8 +20,7 @@ from tests.reference_yin import (
 )
 
 import explainface.losses.yin  # noqa: F401  (registers "yin" and "yin_sad")
-from explainface.data.landmarks import mirror_landmarks
-from explainface.data.occlusion import (
+from explainface.faces.occlusion import (
     MEAN_FACE_110,
     apply_transform,
     crop_mean_face,
@@ -33,7 +32,6 @@ from explainface.data.occlusion import (
     similarity_transform,
     window_mask,
 )
-from explainface.data.synthetic.generator import SyntheticFaces
 from explainface.losses.base import StepContext
 from explainface.losses.registry import create_regularizer
 from explainface.losses.yin import (
@@ -48,6 +46,8 @@ from explainface.losses.yin import (
     truncate_maps,
 )
 from explainface.models import create_head, create_model, identity_loss
+from explainface.readers.landmarks import mirror_landmarks
+from explainface.synthetic.generator import SyntheticFaces
 
 
 def _maps(b=2, c=4, h=7, w=6, seed=0, relu=True, dead=True) -> torch.Tensor:
@@ -94,7 +94,7 @@ def test_sad_keeps_each_maps_strongest_four_percent_and_smooths_with_yins_kernel
     top = flat.abs().topk(8, dim=1).indices
     assert torch.equal(torch.sort(top, 1).values, torch.sort((kflat != 0).nonzero()[:, 1].reshape(12, 8), 1).values)
     assert torch.equal(kflat[kflat != 0], flat[kflat != 0])  # signed values kept as they are
-    # Yin et al.'s constant 3x3 kernel (train/ops.py): corner, edge, centre
+    # Yin et al.'s constant 3x3 kernel (training/ops.py): corner, edge, centre
     s = smoothing_matrix(5, 5, 1.5, torch.float64)
     centre = s[12].reshape(5, 5)[1:4, 1:4]
     expected = torch.tensor([[0.0947416, 0.118318, 0.0947416], [0.118318, 0.147761, 0.118318],

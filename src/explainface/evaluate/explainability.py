@@ -26,10 +26,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from explainface.data.parts import PART_NAMES
 from explainface.evaluate.peaks import RHO, count_peaks, draws, metric_threads, robustness_from_counts, spread
+from explainface.models.maps import size2
+from explainface.parts.labels import PART_NAMES
 
 #: The share of the upsampled map that its top mask keeps (paper §3.3: "top 10%").
 TOP_FRACTION = 0.1
@@ -41,18 +41,6 @@ _MARGIN = 0.025  # bracket half-width around the sub-grid estimate of t, as a sh
 _REFINE_MARGIN = 100.0  # pixels of slack around the refined estimate of t
 _REFINE_STEPS = 3  # Illinois steps of `_refine`
 _BINS = 256  # histogram bins: of the sub-grid (the first guess), of the bracket (down to a few candidates)
-
-
-def _size2(size: int | tuple[int, int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
-def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of `[..., h, w]` maps to the input size (align_corners=False, as image resizing), float32."""
-    lead = maps.shape[:-2]
-    x = maps.reshape(-1, 1, *maps.shape[-2:]).float()
-    up = F.interpolate(x, size=_size2(size), mode="bilinear", align_corners=False)
-    return up.reshape(*lead, *up.shape[-2:])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -336,25 +324,19 @@ def _refine(
     return lower, torch.minimum(t_hi, b + slack)
 
 
-def _top_stats(
-    x: torch.Tensor, ay: _Axis, ax: _Axis, k: int, parts: _PartPieces | None = None, wide: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Top-k threshold, mask size and overlap with each part of float64 maps `[m, h, w]` (one image's parts).
+def _sub_bracket(x: torch.Tensor, ay: _Axis, ax: _Axis, k: int, npix: int, top: torch.Tensor):
+    """The first bracket (t_lo, t_hi) of each map's t, from its values on the coarse sub-grid (`_bracket`)."""
+    m = x.shape[0]
+    rows = _rows(x.float(), ay.b0[ay.sub], ay.b1[ay.sub], ay.lam[ay.sub].float())
+    sub = _cols(rows, ax.b0[ax.sub], ax.b1[ax.sub], ax.lam[ax.sub].float()).reshape(m, -1).clamp_min(0)
+    return _bracket(sub.double(), k * sub.shape[1] / npix, top)
 
-    Returns (t_eff [m]: mask = upsampled >= t_eff, mask size [m] float64, overlaps [m, K] float64 or None).
-    `wide` brackets t by [0, max] instead of the sub-grid estimate: the fallback, always valid.
-    """
-    m, h, w = x.shape
-    s_out, n_p, span = ay.b0.shape[0], ax.piece_b0.shape[0], ax.span
-    npix = s_out * ax.b0.shape[0]
-    top = x.amax((1, 2)).clamp_min(0)  # no upsampled value exceeds the largest source value
-    if wide:
-        t_lo, t_hi = torch.zeros_like(top), top
-    else:
-        rows = _rows(x.float(), ay.b0[ay.sub], ay.b1[ay.sub], ay.lam[ay.sub].float())
-        sub = _cols(rows, ax.b0[ax.sub], ax.b1[ax.sub], ax.lam[ax.sub].float()).reshape(m, -1).clamp_min(0)
-        t_lo, t_hi = _bracket(sub.double(), k * sub.shape[1] / npix, top)
-    floor = t_lo.clamp_min(_TINY)  # the bracket's lower edge among positive values
+
+def _classify_pieces(
+    x: torch.Tensor, ay: _Axis, ax: _Axis, floor: torch.Tensor, t_hi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pieces `[m, S, P]` wholly above the bracket [floor, t_hi], and those that may reach into it (ambiguous)."""
+    n_p = ax.piece_b0.shape[0]
     # Classify the pieces (above / straddling / below the bracket) by their first and last pixel, in float32
     # with a margin far above float32's rounding (~1e-6 of the largest value), so the classes are exact.
     eps = 1e-5 * x.abs().amax((1, 2))
@@ -372,9 +354,14 @@ def _top_stats(
         cells = torch.maximum(cells, x.index_select(1, r).index_select(2, c))
     below = (cells <= 0).index_select(1, ay.piece_of) | ((v_first < lo32) & (v_last < lo32))
     amb = ~(above | below)  # pieces that may reach into the bracket: only these are evaluated, in float64
-    length = ax.piece_len.to(torch.float64)
-    n_above = above.sum(1).to(torch.float64) @ length
-    am, ai, ap = amb.nonzero(as_tuple=True)  # map-major order
+    return above, amb
+
+
+def _piece_rows(
+    x: torch.Tensor, ay: _Axis, ax: _Axis, am: torch.Tensor, ai: torch.Tensor, ap: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ambiguous pieces' two rows at their source columns: y0 and d = y1 - y0 of `y0 + lam * d` (float64)."""
+    h, w = x.shape[1:]
     # their two rows, upsampled at the piece's source columns: the same float64 numbers as _rows(x)
     xf = x.reshape(-1)
     r0 = am * (h * w) + ay.b0.index_select(0, ai) * w
@@ -385,21 +372,45 @@ def _top_stats(
     x01, x11 = xf.index_select(0, r0 + c1), xf.index_select(0, r1 + c1)
     y0a = x00 + ly * (x10 - x00)
     da = (x01 + ly * (x11 - x01)) - y0a
-    length_a = ax.piece_len.index_select(0, ap)
-    if not wide:
-        ends_a = (y0a + ax.lam_first.index_select(0, ap) * da, y0a + ax.lam_last.index_select(0, ap) * da)
-        t_lo, t_hi = _refine(*ends_a, length_a, am, n_above, k, t_lo, t_hi, npix)
-        floor = t_lo.clamp_min(_TINY)
-    v = ax.piece_lam.index_select(0, ap)
-    v.mul_(da[:, None]).add_(y0a[:, None])  # = y0 + lam * d, as everywhere  [A, span]
+    return y0a, da
+
+
+def _bracket_counts(
+    v: torch.Tensor,
+    am: torch.Tensor,
+    n_above: torch.Tensor,
+    k: int,
+    t_lo: torch.Tensor,
+    t_hi: torch.Tensor,
+    floor: torch.Tensor,
+    npix: int,
+):
+    """Per ambiguous piece, its pixels > t_hi and >= floor; per map, the pixels > t_hi and whether t is inside."""
+    m = t_lo.shape[0]
     n_gt = _count_rows(v > t_hi.index_select(0, am)[:, None])
     n_ge = _count_rows(v >= floor.index_select(0, am)[:, None])
     gt_hi = n_above + _per_map(am, n_gt, m)
     ge_lo = n_above + _per_map(am, n_ge, m)
     ge_lo = torch.where(t_lo > 0, ge_lo, float(npix))
     ok = (gt_hi < k) & (ge_lo >= k)
+    return n_gt, n_ge, gt_hi, ok
+
+
+def _window_threshold(
+    v: torch.Tensor,
+    am: torch.Tensor,
+    up: torch.Tensor,
+    length_a: torch.Tensor,
+    n_gt: torch.Tensor,
+    n_ge: torch.Tensor,
+    gt_hi: torch.Tensor,
+    k: int,
+    t_lo: torch.Tensor,
+    t_hi: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """t_eff per map, selected among the pixels inside the bracket, and the mask pixels of each ambiguous piece."""
+    span = v.shape[1]
     # pixels inside the bracket: a contiguous run of each monotone piece, at its rising end
-    up = da >= 0
     n_win = n_ge - n_gt
     first = torch.where(up, length_a - n_ge, n_gt)
     wa = torch.repeat_interleave(torch.arange(am.shape[0]), n_win)
@@ -410,17 +421,68 @@ def _top_stats(
     t_eff = torch.where(t > 0, t, torch.full_like(t, _TINY))
     in_mask = (wv >= t_eff.index_select(0, wm)).to(torch.float64)
     c_seg = n_gt + torch.bincount(wa, weights=in_mask, minlength=n_gt.shape[0]).long()  # mask pixels per piece
+    return t_eff, c_seg
+
+
+def _part_overlap(
+    above: torch.Tensor,
+    parts: _PartPieces,
+    ax: _Axis,
+    am: torch.Tensor,
+    ai: torch.Tensor,
+    ap: torch.Tensor,
+    c_seg: torch.Tensor,
+    up: torch.Tensor,
+    npix: int,
+) -> torch.Tensor:
+    """The masks' overlap with each part `[m, K]` float64: whole pieces above the bracket, then the mask's run of
+    each ambiguous piece."""
+    m, s_out, n_p = above.shape
+    span = ax.span
+    overlap = (above.reshape(m, -1).to(torch.float32) @ parts.full).to(torch.float64)
+    # the mask is a suffix of a rising piece, a prefix of a falling one
+    row = (ai * n_p + ap) * (span + 1) + c_seg + up.long() * (s_out * n_p * (span + 1))
+    words = parts.runs.index_select(0, row)
+    if npix < 1 << 16:
+        overlap += _lane_sums(words, am, m)[:, : parts.parts]
+    else:
+        overlap.index_add_(0, am, words.view(torch.uint8)[:, : parts.parts].to(torch.float64))
+    return overlap
+
+
+def _top_stats(
+    x: torch.Tensor, ay: _Axis, ax: _Axis, k: int, parts: _PartPieces | None = None, wide: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Top-k threshold, mask size and overlap with each part of float64 maps `[m, h, w]` (one image's parts).
+
+    Returns (t_eff [m]: mask = upsampled >= t_eff, mask size [m] float64, overlaps [m, K] float64 or None).
+    `wide` brackets t by [0, max] instead of the sub-grid estimate: the fallback, always valid.
+    """
+    m = x.shape[0]
+    npix = ay.b0.shape[0] * ax.b0.shape[0]
+    top = x.amax((1, 2)).clamp_min(0)  # no upsampled value exceeds the largest source value
+    if wide:
+        t_lo, t_hi = torch.zeros_like(top), top
+    else:
+        t_lo, t_hi = _sub_bracket(x, ay, ax, k, npix, top)
+    floor = t_lo.clamp_min(_TINY)  # the bracket's lower edge among positive values
+    above, amb = _classify_pieces(x, ay, ax, floor, t_hi)
+    length = ax.piece_len.to(torch.float64)
+    n_above = above.sum(1).to(torch.float64) @ length
+    am, ai, ap = amb.nonzero(as_tuple=True)  # map-major order
+    y0a, da = _piece_rows(x, ay, ax, am, ai, ap)
+    length_a = ax.piece_len.index_select(0, ap)
+    if not wide:
+        ends_a = (y0a + ax.lam_first.index_select(0, ap) * da, y0a + ax.lam_last.index_select(0, ap) * da)
+        t_lo, t_hi = _refine(*ends_a, length_a, am, n_above, k, t_lo, t_hi, npix)
+        floor = t_lo.clamp_min(_TINY)
+    v = ax.piece_lam.index_select(0, ap)
+    v.mul_(da[:, None]).add_(y0a[:, None])  # = y0 + lam * d, as everywhere  [A, span]
+    n_gt, n_ge, gt_hi, ok = _bracket_counts(v, am, n_above, k, t_lo, t_hi, floor, npix)
+    up = da >= 0
+    t_eff, c_seg = _window_threshold(v, am, up, length_a, n_gt, n_ge, gt_hi, k, t_lo, t_hi)
     size = n_above + _per_map(am, c_seg, m)
-    overlap = None
-    if parts is not None:
-        overlap = (above.reshape(m, -1).to(torch.float32) @ parts.full).to(torch.float64)
-        # the mask is a suffix of a rising piece, a prefix of a falling one
-        row = (ai * n_p + ap) * (span + 1) + c_seg + up.long() * (s_out * n_p * (span + 1))
-        words = parts.runs.index_select(0, row)
-        if npix < 1 << 16:
-            overlap += _lane_sums(words, am, m)[:, : parts.parts]
-        else:
-            overlap.index_add_(0, am, words.view(torch.uint8)[:, : parts.parts].to(torch.float64))
+    overlap = None if parts is None else _part_overlap(above, parts, ax, am, ai, ap, c_seg, up, npix)
     if not wide and not bool(ok.all()):
         redo = (~ok).nonzero()[:, 0]
         t2, size2, overlap2 = _top_stats(x.index_select(0, redo), ay, ax, k, parts, wide=True)
@@ -445,7 +507,7 @@ def top_masks(maps: torch.Tensor, size: int | tuple[int, int], fraction: float =
     of the image and not a pixel less). The upsampling is `upsample_maps`'s (bilinear, align_corners=False)
     evaluated in float64, the same values `part_iou` thresholds.
     """
-    s, s2 = _size2(size)
+    s, s2 = size2(size)
     h, w = maps.shape[-2:]
     lead = maps.shape[:-2]
     x = maps.detach().reshape(-1, h, w).to(torch.float64).cpu()
@@ -467,7 +529,7 @@ def top_masks(maps: torch.Tensor, size: int | tuple[int, int], fraction: float =
 def masks_from_labels(labels: torch.Tensor, n_parts: int = len(PARTS)) -> torch.Tensor:
     """Part masks `[N, K, S, S']` bool from part-label maps `[N, S, S']` (values index PART_NAMES; 0 = background):
     `data.part_masks.part_masks` on tensors."""
-    from explainface.data.part_masks import part_masks
+    from explainface.parts.masks import part_masks
 
     return torch.from_numpy(part_masks(labels.cpu().numpy(), n_parts))
 
@@ -479,7 +541,7 @@ def _check(maps: torch.Tensor, parts: torch.Tensor, size: int | tuple[int, int] 
         raise ValueError(f"part masks must be [images, parts, S, S], got shape {tuple(parts.shape)}")
     if parts.shape[0] != maps.shape[0]:
         raise ValueError(f"{maps.shape[0]} images of maps but {parts.shape[0]} of part masks")
-    s = tuple(parts.shape[-2:]) if size is None else _size2(size)
+    s = tuple(parts.shape[-2:]) if size is None else size2(size)
     if tuple(parts.shape[-2:]) != s:
         raise ValueError(f"part masks are {tuple(parts.shape[-2:])}, not the input size {s}")
     if maps.is_floating_point() and not bool(torch.isfinite(maps).all()):
@@ -642,7 +704,7 @@ def channel_overlap(
     """
     if maps.dim() != 4:
         raise ValueError(f"maps must be [N, C, h, w], got shape {tuple(maps.shape)}")
-    s = _size2(size)
+    s = size2(size)
     if grid is not None and max(s) > grid:
         s = (max(1, round(s[0] * grid / max(s))), max(1, round(s[1] * grid / max(s))))
     n, c = maps.shape[:2]

@@ -54,8 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explainface.data.parts import PART_NAMES
-from explainface.explain.why import (
+from explainface.explanations.why import (
     PARTS,
     ReferenceMaps,
     channel_contributions,
@@ -65,6 +64,8 @@ from explainface.explain.why import (
     part_channel_sets,
     part_masks_of,
 )
+from explainface.models.modes import eval_mode
+from explainface.parts.labels import PART_NAMES
 
 MODES: tuple[str, ...] = ("channels", "occlusion")
 ORDERS: tuple[str, ...] = ("channels", "occlusion", "random", "gradcam", "xcos")
@@ -85,20 +86,6 @@ DEFINITIONS = {
     "descending; parts an explanation cannot rank go last",
     "rank_agreement": "Spearman rho of channel vs occlusion contributions over the parts that have both (NaN below 3)",
 }
-
-
-class _EvalMode:
-    def __init__(self, *modules: nn.Module) -> None:
-        self.modules = modules
-
-    def __enter__(self):
-        self.was = [m.training for m in self.modules]
-        for m in self.modules:
-            m.eval()
-
-    def __exit__(self, *exc):
-        for m, was in zip(self.modules, self.was):
-            m.train(was)
 
 
 # ---- orders -----------------------------------------------------------------------------------------------------
@@ -124,7 +111,7 @@ def _label_ids(labels: torch.Tensor | np.ndarray) -> np.ndarray:
 def gradcam_masses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer: str | None = None
                    ) -> dict[str, float]:  # fmt: skip
     """Part -> Grad-CAM mass of the pair's similarity: sum of heat A over A's part pixels + heat B over B's."""
-    from explainface.explain.gradcam import similarity_gradcam
+    from explainface.explanations.gradcam import similarity_gradcam
 
     _, heat_a, heat_b = similarity_gradcam(model, images[0], images[1], layer)
     lab = _label_ids(labels)
@@ -192,7 +179,7 @@ def deletion_curves(
     if not index:
         return {}
     removed = list(variants)
-    with _EvalMode(model):
+    with eval_mode(model):
         if mode == "channels":
             if reference is None:
                 raise ValueError('mode "channels" needs reference maps')
@@ -276,7 +263,7 @@ def evaluate_pair(
 
 
 def _stat(values: Sequence[float]) -> dict:
-    from explainface.experiment.stats import mean_se
+    from explainface.experiments.stats import mean_se
 
     mean, se, n = mean_se(values)
     return {"mean": mean, "se": se, "n": n}
@@ -284,7 +271,7 @@ def _stat(values: Sequence[float]) -> dict:
 
 def summarize(records: Sequence[dict], orders: Sequence[str]) -> dict:
     """Scores and curves over pairs from `evaluate_pair` records (each with a "same" flag)."""
-    from explainface.experiment.stats import paired_test
+    from explainface.experiments.stats import paired_test
 
     scores, curves = {}, {}
     for mode in MODES:
@@ -340,17 +327,89 @@ def deletion_figure(summary: dict, out_png: str | Path, title: str = "Deletion c
 
 
 def _resolve_crop(path: Path, crop: str) -> str:
-    from explainface.data.crop import is_model_input_folder
+    from explainface.faces.crop import is_model_input_folder
 
     if crop != "auto":
         return crop
     return "none" if is_model_input_folder(path.parent) or is_model_input_folder(path.parent.parent) else "detect"
 
 
+def _drawn_pairs(total: int, limit: int | None, seed: int) -> np.ndarray:
+    """The indices of the pairs to measure: `limit` drawn with `seed` (sorted), or all of them."""
+    if limit is not None and limit < total:
+        return np.sort(np.random.default_rng(seed).choice(total, size=max(0, int(limit)), replace=False))
+    return np.arange(total)
+
+
+class _PairFaces:
+    """`face(j)`: image j of a pair list as a `PartSample` (loaded once), or the reason it is unusable (a str);
+    `skipped` names the unusable images with their reasons."""
+
+    def __init__(self, plist, size: int, crop: str, detector: str, landmarks: str) -> None:
+        self.plist, self.size, self.crop, self.detector, self.landmarks = plist, size, crop, detector, landmarks
+        self.detectors: dict[str, object] = {}
+        self.faces: dict[int, object] = {}
+        self.skipped: dict[str, str] = {}
+
+    def __call__(self, j: int):
+        from explainface.faces.detect import create_detector
+        from explainface.parts.samples import face_sample
+
+        if j not in self.faces:
+            ref = self.plist.images[j]
+            try:
+                if ref.path is None:
+                    raise ValueError("an image held in the pair file has no part labels beside it")
+                how = _resolve_crop(ref.path, self.crop)
+                if how == "detect" and self.detector not in self.detectors:
+                    self.detectors[self.detector] = create_detector(self.detector)
+                self.faces[j] = face_sample(ref.path, self.size, how, self.detectors.get(self.detector),
+                                            self.landmarks, name=ref.name)  # fmt: skip
+            except (OSError, ValueError) as err:
+                problem = str(err)
+                prefix = f"{ref.path}: "
+                self.faces[j] = problem[len(prefix) :] if problem.startswith(prefix) else problem
+                self.skipped[ref.name] = self.faces[j]
+        return self.faces[j]
+
+
+def _faithfulness_result(loaded, plist, seed: int, limit, orders, counts: dict, summary: dict, records: list,
+                         start: float) -> dict:  # fmt: skip
+    """faithfulness.json's content: what was measured on what, the counts, the summary, every pair's record."""
+    return {
+        "model": loaded.source or loaded.label,
+        "model_label": loaded.label,
+        "layer": loaded.layer,
+        "input_size": loaded.input_size,
+        "pairs_file": plist.source,
+        "seed": seed,
+        "limit": limit,
+        "orders": orders,
+        "modes": list(MODES),
+        "parts": list(PARTS),
+        "curve_x": CURVE_GRID.tolist(),
+        "pairs": {
+            "total": counts["total"],
+            "drawn": counts["drawn"],
+            "used": len(records),
+            "skipped": len(counts["skipped_pairs"]),
+            "same": sum(r["same"] for r in records),
+            "different": sum(not r["same"] for r in records),
+        },
+        "faces_skipped": len(counts["skipped_faces"]),
+        "skipped_faces": dict(list(counts["skipped_faces"].items())[:100]),
+        "skipped_pairs": dict(list(counts["skipped_pairs"].items())[:100]),
+        **summary,
+        "definitions": DEFINITIONS,
+        "per_pair": records,
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def faithfulness(
-    model_path,
+    model,
     pairs,
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     root: str | Path | None = None,
     reference: ReferenceMaps,
@@ -363,58 +422,36 @@ def faithfulness(
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Faithfulness of the part explanations of `model_path` (a checkpoint, an `nn.Module` or a `LoadedModel`)
+    """Faithfulness of the part explanations of `model` (a checkpoint, an `nn.Module` or a `LoadedModel`)
     on up to `limit` pairs of `pairs` (a pair file for `read_pairs`, with `root`, or a `PairList`), drawn with
     `seed` over all pairs (all of them when `limit` is None or not smaller). Each face goes through
     `face_sample` (`crop`, `detector`, `landmarks` as in `explain`); a face that cannot be loaded or labelled
     skips its pairs, which are counted and named with the reason. Writes `faithfulness.json` and
-    `deletion_curves.png` to `out_dir` and returns the JSON's content. Raises ValueError when no pair is usable.
+    `deletion_curves.png` to `out_dir` when given, and returns the JSON's content. Raises ValueError when no
+    pair is usable.
     """
     from tqdm import tqdm
 
-    from explainface.data.detect import create_detector
-    from explainface.data.pair_files import PairList, read_pairs
-    from explainface.data.synthetic.dataset import to_tensor
-    from explainface.evaluate.explain import face_sample, json_safe
     from explainface.evaluate.scoring import create_scorer
-    from explainface.train.checkpoint import LoadedModel, load_model
+    from explainface.files import json_safe
+    from explainface.inputs import to_tensor
+    from explainface.readers.pairs import PairList, read_pairs
+    from explainface.training.checkpoint import LoadedModel, load_model
 
     start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = model_path if isinstance(model_path, LoadedModel) else load_model(model_path, device)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     model, size = loaded.model, loaded.input_size
     param = next(model.parameters())
     plist = pairs if isinstance(pairs, PairList) else read_pairs(pairs, root=root)
     total = len(plist)
-    if limit is not None and limit < total:
-        chosen = np.sort(np.random.default_rng(seed).choice(total, size=max(0, int(limit)), replace=False))
-    else:
-        chosen = np.arange(total)
+    chosen = _drawn_pairs(total, limit, seed)
     scorer = create_scorer("xcos", loaded) if "xcos" in loaded.pair_heads else None
     orders = [o for o in ORDERS if o != "xcos" or scorer is not None]
 
-    detectors: dict[str, object] = {}
-    faces: dict[int, object] = {}  # image index -> PartSample, or the reason it is unusable (str)
-    skipped_faces: dict[str, str] = {}
-
-    def face(j: int):
-        if j not in faces:
-            ref = plist.images[j]
-            try:
-                if ref.path is None:
-                    raise ValueError("an image held in the pair file has no part labels beside it")
-                how = _resolve_crop(ref.path, crop)
-                if how == "detect" and detector not in detectors:
-                    detectors[detector] = create_detector(detector)
-                faces[j] = face_sample(ref.path, size, how, detectors.get(detector), landmarks, name=ref.name)
-            except (OSError, ValueError) as err:
-                problem = str(err)
-                prefix = f"{ref.path}: "
-                faces[j] = problem[len(prefix) :] if problem.startswith(prefix) else problem
-                skipped_faces[ref.name] = faces[j]
-        return faces[j]
-
+    face = _PairFaces(plist, size, crop, detector, landmarks)
     records, skipped_pairs = [], {}
     for i in tqdm(chosen.tolist(), desc="pairs", unit="pair", disable=not progress):
         ia, ib = int(plist.a[i]), int(plist.b[i])
@@ -434,36 +471,11 @@ def faithfulness(
         raise ValueError(f"{plist.source}: no usable pair among {len(chosen)} drawn ({shown})")
 
     summary = summarize(records, orders)
-    result = {
-        "model": loaded.source or loaded.label,
-        "model_label": loaded.label,
-        "layer": loaded.layer,
-        "input_size": size,
-        "pairs_file": plist.source,
-        "seed": seed,
-        "limit": limit,
-        "orders": orders,
-        "modes": list(MODES),
-        "parts": list(PARTS),
-        "curve_x": CURVE_GRID.tolist(),
-        "pairs": {
-            "total": total,
-            "drawn": len(chosen),
-            "used": len(records),
-            "skipped": len(skipped_pairs),
-            "same": sum(r["same"] for r in records),
-            "different": sum(not r["same"] for r in records),
-        },
-        "faces_skipped": len(skipped_faces),
-        "skipped_faces": dict(list(skipped_faces.items())[:100]),
-        "skipped_pairs": dict(list(skipped_pairs.items())[:100]),
-        **summary,
-        "definitions": DEFINITIONS,
-        "per_pair": records,
-        "seconds": time.perf_counter() - start,
-    }
+    counts = {"total": total, "drawn": len(chosen), "skipped_pairs": skipped_pairs, "skipped_faces": face.skipped}
+    result = _faithfulness_result(loaded, plist, seed, limit, orders, counts, summary, records, start)
     result = json_safe(result)
-    (out / "faithfulness.json").write_text(json.dumps(result, indent=2))
-    deletion_figure(summary, out / "deletion_curves.png",
-                    title=f"Deletion curves: {loaded.label}, {len(records)} pairs")  # fmt: skip
+    if out is not None:
+        (out / "faithfulness.json").write_text(json.dumps(result, indent=2))
+        deletion_figure(summary, out / "deletion_curves.png",
+                        title=f"Deletion curves: {loaded.label}, {len(records)} pairs")  # fmt: skip
     return result

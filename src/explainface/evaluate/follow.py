@@ -54,10 +54,10 @@ def follow_test(model, images: Sequence[np.ndarray], shift: int = DEFAULT_SHIFT,
                 device: str = "cpu") -> dict:  # fmt: skip
     """`peak_moves` of a model (checkpoint path or module, see `load_model`) on model-input RGB images (resized to
     the model's input size where they differ)."""
-    from explainface.data.images import resize_image
-    from explainface.data.synthetic.dataset import to_tensor
+    from explainface.inputs import to_tensor
     from explainface.models.capture import FeatureCapture
-    from explainface.train.checkpoint import load_model
+    from explainface.readers.images import resize_image
+    from explainface.training.checkpoint import load_model
 
     lm = load_model(model, device)
     if not images:
@@ -79,11 +79,10 @@ def follow_test(model, images: Sequence[np.ndarray], shift: int = DEFAULT_SHIFT,
 def follow_test_folder(model, folder: str | Path, limit: int = 200, shift: int = DEFAULT_SHIFT) -> dict:
     """`follow_test` on the first `limit` images of a folder of model-input crops (a synthetic export, a crop
     cache); images that cannot be read are skipped."""
-    from explainface.data.images import read_image_rgb
-    from explainface.evaluate.explain import face_files
+    from explainface.readers.images import find_images, read_image_rgb
 
     images = []
-    for p in face_files(Path(folder)):
+    for p in find_images(Path(folder)):
         img = read_image_rgb(p)
         if img is not None:
             images.append(img)

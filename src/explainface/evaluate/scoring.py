@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from explainface.models.modes import eval_mode
-from explainface.train.checkpoint import LoadedModel
+from explainface.training.checkpoint import LoadedModel
 
 _SCORERS: dict[str, Callable[..., PairScorer]] = {}
 
@@ -160,7 +160,7 @@ def tensor_batches(images: list[np.ndarray], batch: int, device: str | torch.dev
     """uint8 RGB crops -> normalised [B, 3, S, S] batches on `device`, with a progress bar."""
     from tqdm import tqdm
 
-    from explainface.data.synthetic.dataset import to_tensor
+    from explainface.inputs import to_tensor
 
     for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch", disable=not progress):
         yield torch.stack([to_tensor(c) for c in images[i : i + batch]]).to(device)

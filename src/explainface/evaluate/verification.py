@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from explainface.models.modes import eval_mode
+
 
 @torch.no_grad()
 def embed(
@@ -31,10 +33,8 @@ def embed(
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f'precision must be "fp32" or "bf16", got {precision!r}')
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with eval_mode(model):
         for batch in images:
             views = [batch, torch.flip(batch, dims=[3])] if flip else [batch]
             e = 0
@@ -44,8 +44,6 @@ def embed(
                 with torch.autocast(v.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     e = e + model(v).float()
             out.append(F.normalize(e, dim=1))
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 

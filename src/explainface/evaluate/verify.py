@@ -36,14 +36,26 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from explainface.errors import InputError
 from explainface.evaluate.verification import plot_roc, verification_report
+from explainface.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DLIB = "dlib"
+
+
+def _is_dlib(model) -> bool:
+    """Whether `model` names dlib's pretrained embedding rather than a network of ours."""
+    return isinstance(model, (str, Path)) and str(model) == DLIB
+
+
 #: How many skipped images a summary line or an error names (the result JSON names them all).
 SHOWN = 3
 #: The fewest pairs the k-fold protocol can score: a threshold chosen on some, tested on the others.
@@ -71,7 +83,7 @@ def _reason(err: BaseException, name: str) -> str:
 
 def _resized(path, size: int, i: int, out: list, skipped: dict[int, str], name: str | None = None) -> None:
     """`out[i]` = the image at `path` resized to `size`, or `skipped[i]` = why it cannot be read."""
-    from explainface.data.images import load_image_rgb, resize_image
+    from explainface.readers.images import load_image_rgb, resize_image
 
     try:
         out[i] = resize_image(load_image_rgb(path, max_side=2 * size), size)  # a large image: decoded reduced
@@ -91,7 +103,7 @@ def crop_images(
     (`crop_files`). Unless `crop` is "none", or "auto" and the folder already holds model-input crops (a crop
     cache or a synthetic export): those, and images given as bytes (`.bin`, already face crops), are only resized.
     """
-    from explainface.data.crop import is_model_input_folder
+    from explainface.faces.crop import is_model_input_folder
 
     if crop not in ("auto", "detect", "none"):
         raise InputError(f'crop must be "auto", "detect" or "none", got {crop!r}')
@@ -119,7 +131,7 @@ def crop_images(
     for i, r in enumerate(refs):
         if out[i] is None and i not in skipped:
             try:
-                from explainface.data.images import resize_image
+                from explainface.readers.images import resize_image
 
                 out[i] = resize_image(r.load_rgb(max_side=2 * size), size)
             except (OSError, ValueError) as e:
@@ -143,8 +155,8 @@ def _crop_identity_folders(paths: list[Path], crops_dir: Path, size: int, detect
     """`crop_folder` for exactly these images of `root/<identity>/<file>`: it crops a temporary tree of links to
     them (the cache, `crops_dir/<identity>/<stem>.jpg`, is the same as for the whole folder). The crop of each
     path, or why there is none."""
-    from explainface.data.crop import crop_folder
-    from explainface.data.images import IMAGE_EXTENSIONS
+    from explainface.faces.crop import crop_folder
+    from explainface.readers.images import IMAGE_EXTENSIONS
 
     root = _common_root(paths)
     rels = [p.resolve().relative_to(root) for p in paths]
@@ -192,17 +204,15 @@ def _name_source(crops_dir: Path, root: Path, count: int) -> None:
         if isinstance(data, dict):
             data[key] = str(root)
             data["source_images"] = f"the {count} images a pair set names (verify)"
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=2) + "\n")
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _crop_files_skipping(paths: list[Path], root: Path, crops_dir: Path, size: int, detector,
                          progress: bool) -> list[Path | str]:  # fmt: skip
     """`crop_files` that skips the images it cannot read: the crop of each path, or why there is none. An image
     that fails is taken out and the rest cropped again (what was cropped is cached, so a retry only stats)."""
-    from explainface.data.crop import crop_files
-    from explainface.data.detect import create_detector
+    from explainface.faces.crop import crop_files
+    from explainface.faces.detect import create_detector
 
     det = create_detector(detector) if isinstance(detector, str) else detector
     made: list[Path | str | None] = [None] * len(paths)
@@ -240,7 +250,7 @@ def _crop_files_skipping(paths: list[Path], root: Path, crops_dir: Path, size: i
 
 
 def _dlib_models():
-    from explainface.data.detect import face_recognition_model_path, import_dlib
+    from explainface.faces.detect import face_recognition_model_path, import_dlib
 
     dlib = import_dlib()
     return (
@@ -262,7 +272,7 @@ def _dlib_embed_chunk(refs, jitters: int = 0) -> tuple[np.ndarray, int, dict[int
     `jitters` > 0 averages each descriptor over that many randomly jittered chips (dlib's `num_jitters`)."""
     import dlib
 
-    from explainface.data.detect import Box, main_face
+    from explainface.faces.detect import Box, main_face
 
     hog, cnn, sp, fr = _dlib_models()
     chips, missing, bad, good = [], 0, {}, []
@@ -323,7 +333,7 @@ def _whole(value, name: str, low: int) -> int:
 
 def _check_options(model, batch, workers, dlib_jitters, precision, crop, score, detector) -> None:
     """The options of `verify`, checked before any file is read (the CLI's checks are not the only way in)."""
-    from explainface.data.detect import DETECTORS
+    from explainface.faces.detect import DETECTORS
 
     _whole(batch, "batch (images per forward pass)", 1)
     _whole(workers, "workers", 0)
@@ -334,7 +344,7 @@ def _check_options(model, batch, workers, dlib_jitters, precision, crop, score, 
         raise InputError(f'crop must be "auto", "detect" or "none", got {crop!r}')
     if isinstance(detector, str) and detector not in DETECTORS:
         raise InputError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}")
-    if str(model) == DLIB:
+    if _is_dlib(model):
         if score not in ("auto", "cosine", DLIB):
             raise InputError(f"--model dlib scores with dlib's own descriptors; --score {score} needs a checkpoint")
     else:
@@ -364,9 +374,9 @@ def _check_finite(values, model, what: str, count: str) -> None:
 
 
 def verify(
-    model: str | Path,
+    model: str | Path | nn.Module,
     pairs: str | Path,
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     root: str | Path | None = None,
     crops_dir: str | Path | None = None,
     detector: str = "hog",
@@ -380,7 +390,9 @@ def verify(
     protocol: str | None = None,
     score: str = "auto",
 ) -> dict:
-    """Run the protocol for `model` (a checkpoint path or "dlib") on `pairs`; write verification.json and roc.png.
+    """Run the protocol for `model` (a checkpoint path, an `nn.Module`, a `LoadedModel`, or "dlib") on `pairs`;
+    returns the result and, given `out_dir`, writes verification.json, roc.png and the embeddings there (with
+    the crop cache, unless `crops_dir` names one; without `out_dir` the crops go to a temporary folder).
 
     `pairs` is anything `read_pairs` reads; a CFP folder takes `protocol` "FF" or "FP" (or is `Split/FF|FP`).
     `score` names the pair scorer (`evaluate.scoring`): "auto" (the checkpoint's own: xcos for an xCos checkpoint,
@@ -393,63 +405,113 @@ def verify(
     `skipped_images` ({name: reason}), `images_skipped`, `pairs_dropped`, `pairs_in_file` and `pairs` (scored);
     `notes` says in words what the numbers rest on (skipped images, fewer folds, an undefined AUC: `auc`, `eer`
     are None (null) when the pairs are all of one kind). The protocol: `verification.kfold_accuracy`."""
-    from explainface.data.pair_files import read_pairs
+    from explainface.readers.pairs import read_pairs
 
     _check_options(model, batch, workers, dlib_jitters, precision, crop, score, detector)
-    is_dlib = str(model) == DLIB
+    is_dlib = _is_dlib(model)
     if not is_dlib:
-        from explainface.train.checkpoint import _check_device
+        from explainface.training.checkpoint import _check_device
 
         _check_device(device)
-    start = time.perf_counter()
-    out = Path(out_dir)
-    pl = read_pairs(pairs, root=root, protocol=protocol)
+    times = {"start": time.perf_counter()}
+    scratch = tempfile.TemporaryDirectory(prefix="explainface-verify-") if out_dir is None else None
+    out = Path(out_dir if out_dir is not None else scratch.name)
+    pl = _enough_pairs(read_pairs(pairs, root=root, protocol=protocol), pairs)
+    out.mkdir(parents=True, exist_ok=True)  # only once the input reads
+    times["read"] = time.perf_counter()
+    if is_dlib:
+        scorer = DlibScorer(workers, progress, dlib_jitters)
+        feats, skipped = scorer.features_of_files(pl.images), scorer.skipped
+        size, score_name = 150, "cosine"
+        times["crop"] = times["read"]
+    else:
+        scorer, crops, skipped, size = _scorer_and_crops(model, pl, score, device, precision, crops_dir, out,
+                                                         detector, workers, progress, crop)  # fmt: skip
+        score_name = scorer.name
+        times["crop"] = time.perf_counter()
+    keep = _usable_pairs(pl, skipped, pairs)
+    label = scorer.label + (" bf16" if precision == "bf16" and not is_dlib else "")
+    if not is_dlib:
+        feats = _features(scorer, crops, skipped, len(pl.images), model, batch, device, progress)
+    times["embed"] = time.perf_counter()
+    # one row per image of the pair set (NaN for the skipped ones), so that row i is always image i
+    if out_dir is not None:
+        np.save(out / ("embeddings.npy" if score_name == "cosine" else f"features_{score_name}.npy"), np.asarray(feats))
+    rep, extra = _protocol(scorer, feats, pl, keep, skipped, model, is_dlib)
+    times["protocol"] = time.perf_counter()
+    roc = rep.pop("roc")
+    if out_dir is not None:
+        plot_roc({label: (roc["far"], roc["tar"])}, out / "roc.png", title=f"ROC on {_pairs_name(pl)}")
+    described = {"model": model, "label": label, "score": score_name, "size": size, "precision": precision,
+                 "pairs": pairs, "root": root, "protocol": protocol, "is_dlib": is_dlib}  # fmt: skip
+    result = _result(rep, extra, described, pl, skipped, keep, times)
+    if out_dir is not None:
+        (out / "verification.json").write_text(json.dumps(result, indent=2))
+    else:
+        scratch.cleanup()
+    return result
+
+
+def _scorer_and_crops(model, pl, score, device, precision, crops_dir, out, detector, workers, progress, crop):
+    """Our network's pair scorer, the pair set's crops at its input size, the skipped images, the input size."""
+    from explainface.evaluate.scoring import create_scorer
+    from explainface.training.checkpoint import load_model
+
+    loaded = load_model(model, device)
+    scorer = create_scorer(score, loaded, precision=precision)
+    crops_dir = Path(crops_dir or out / f"crops{loaded.input_size}")
+    crops, skipped = crop_images(pl.images, loaded.input_size, crops_dir, detector, workers, progress, crop)
+    return scorer, crops, skipped, loaded.input_size
+
+
+def _enough_pairs(pl, pairs):
+    """`pl` itself; an `InputError` when it has fewer pairs than the protocol needs."""
     if len(pl) < MIN_PAIRS:
         raise InputError(
             f"{pairs}: only {len(pl)} pair; the k-fold protocol needs at least {MIN_PAIRS} (a threshold is chosen on "
             "some pairs and tested on the others; below 10 pairs, each pair is its own fold)"
         )
-    out.mkdir(parents=True, exist_ok=True)  # only once the input reads
-    t_read = time.perf_counter()
-    extra: dict = {}
-    if is_dlib:
-        scorer = DlibScorer(workers, progress, dlib_jitters)
-        feats = scorer.features_of_files(pl.images)
-        skipped = scorer.skipped
-        extra.update(scorer.extra)
-        label, size, score_name = scorer.label, 150, "cosine"
-        t_crop = t_read
-    else:
-        import torch
+    return pl
 
-        from explainface.evaluate.scoring import create_scorer, tensor_batches
-        from explainface.train.checkpoint import load_model
 
-        loaded = load_model(model, device)
-        scorer = create_scorer(score, loaded, precision=precision)
-        size, score_name = loaded.input_size, scorer.name
-        crops_dir = Path(crops_dir or out / f"crops{size}")
-        crops, skipped = crop_images(pl.images, size, crops_dir, detector, workers, progress, crop)
-        t_crop = time.perf_counter()
+def _usable_pairs(pl, skipped: dict[int, str], pairs) -> np.ndarray:
+    """Which pairs have both images readable; an `InputError` when fewer than `MIN_PAIRS` are left."""
     readable = np.ones(len(pl.images), dtype=bool)
     readable[list(skipped)] = False
     keep = readable[pl.a] & readable[pl.b]
-    skipped_names = {pl.images[i].name: why for i, why in sorted(skipped.items())}
     if keep.sum() < MIN_PAIRS:
+        names = _skipped_names(pl, skipped)
         left = "all pairs were dropped" if not keep.any() else f"only {int(keep.sum())} of {len(pl)} pairs are left"
         raise InputError(f"{pairs}: {left} (the protocol needs at least {MIN_PAIRS}): {len(skipped)} of "
                          f"{len(pl.images)} images cannot be read: "
-                         f"{_named(list(skipped_names), list(skipped_names.values()))}")  # fmt: skip
-    if not is_dlib:
-        idx = np.flatnonzero(readable)
-        part = scorer.features(tensor_batches([crops[i] for i in idx], batch, device, progress))
-        _check_finite(part, model, "embeddings" if score_name == "cosine" else f"{score_name} features", "images")
-        feats = torch.full((len(pl.images), *part.shape[1:]), float("nan"), dtype=part.dtype)
-        feats[torch.as_tensor(idx)] = part
-        label = scorer.label + (" bf16" if precision == "bf16" else "")
-    t_embed = time.perf_counter()
-    # one row per image of the pair set (NaN for the skipped ones), so that row i is always image i
-    np.save(out / ("embeddings.npy" if score_name == "cosine" else f"features_{score_name}.npy"), np.asarray(feats))
+                         f"{_named(list(names), list(names.values()))}")  # fmt: skip
+    return keep
+
+
+def _skipped_names(pl, skipped: dict[int, str]) -> dict[str, str]:
+    """{image name: reason} of the skipped images, in image order."""
+    return {pl.images[i].name: why for i, why in sorted(skipped.items())}
+
+
+def _features(scorer, crops, skipped: dict[int, str], n_images: int, model, batch, device, progress):
+    """The scorer's features of every readable crop, one row per image of the pair set (NaN rows where skipped)."""
+    import torch
+
+    from explainface.evaluate.scoring import tensor_batches
+
+    readable = np.ones(n_images, dtype=bool)
+    readable[list(skipped)] = False
+    idx = np.flatnonzero(readable)
+    part = scorer.features(tensor_batches([crops[i] for i in idx], batch, device, progress))
+    _check_finite(part, model, "embeddings" if scorer.name == "cosine" else f"{scorer.name} features", "images")
+    feats = torch.full((n_images, *part.shape[1:]), float("nan"), dtype=part.dtype)
+    feats[torch.as_tensor(idx)] = part
+    return feats
+
+
+def _protocol(scorer, feats, pl, keep: np.ndarray, skipped: dict[int, str], model, is_dlib: bool) -> tuple[dict, dict]:
+    """The 10-fold protocol on the usable pairs: the report (with its notes) and dlib's extras."""
+    extra: dict = dict(scorer.extra) if is_dlib else {}
     a, b, same = pl.a[keep], pl.b[keep], pl.same[keep]
     folds = pl.folds[keep] if pl.folds is not None else 10
     scores = scorer.score_pairs(feats, a, b)
@@ -458,44 +520,50 @@ def verify(
     if is_dlib:
         extra["variants"] = scorer.variants(a, b, same, folds)
     dropped = int((~keep).sum())
-    notes = list(rep.pop("notes"))
+    rep["notes"] = list(rep["notes"])
     if skipped:
-        notes.insert(0, f"{len(skipped)} of {len(pl.images)} images cannot be read and were skipped: "
-                        f"{_named(list(skipped_names), list(skipped_names.values()))}; the {dropped} of {len(pl)} "
-                        "pairs that use them were dropped")  # fmt: skip
-    t_protocol = time.perf_counter()
-    roc = rep.pop("roc")
-    plot_roc({label: (roc["far"], roc["tar"])}, out / "roc.png", title=f"ROC on {_pairs_name(pl)}")
-    result = {
+        names = _skipped_names(pl, skipped)
+        rep["notes"].insert(0, f"{len(skipped)} of {len(pl.images)} images cannot be read and were skipped: "
+                               f"{_named(list(names), list(names.values()))}; the {dropped} of {len(pl)} "
+                               "pairs that use them were dropped")  # fmt: skip
+    return rep, extra
+
+
+def _result(rep: dict, extra: dict, d: dict, pl, skipped: dict[int, str], keep: np.ndarray, times: dict) -> dict:
+    """verification.json's content: the protocol's numbers, what they were measured on, the timings."""
+    from explainface.training.checkpoint import model_name
+
+    notes = rep.pop("notes")
+    dropped = int((~keep).sum())
+    end = time.perf_counter()
+    return {
         **rep,
-        "model": str(model),
-        "model_label": label,
-        "score": score_name,
-        "input_size": size,
-        "precision": precision if not is_dlib else "dlib",
-        "pairs_file": str(pairs),
-        "root": None if root is None else str(root),
-        "cfp_protocol": protocol,
+        "model": model_name(d["model"]),
+        "model_label": d["label"],
+        "score": d["score"],
+        "input_size": d["size"],
+        "precision": d["precision"] if not d["is_dlib"] else "dlib",
+        "pairs_file": str(d["pairs"]),
+        "root": None if d["root"] is None else str(d["root"]),
+        "cfp_protocol": d["protocol"],
         "pairs_source": pl.source,
         "images": len(pl.images),
         "images_skipped": len(skipped),
-        "skipped_images": skipped_names,
+        "skipped_images": _skipped_names(pl, skipped),
         "pairs_in_file": len(pl),
         "pairs_dropped": dropped,
         "pairs_dropped_reason": "they use an image that cannot be read (skipped_images)" if dropped else None,
         "official_folds": pl.folds is not None,
         "notes": notes,
         "seconds": {
-            "read_pairs": t_read - start,
-            "crop": t_crop - t_read,
-            "embed": t_embed - t_crop,
-            "protocol": t_protocol - t_embed,
-            "total": time.perf_counter() - start,
+            "read_pairs": times["read"] - times["start"],
+            "crop": times["crop"] - times["read"],
+            "embed": times["embed"] - times["crop"],
+            "protocol": times["protocol"] - times["embed"],
+            "total": end - times["start"],
         },
         **extra,
     }
-    (out / "verification.json").write_text(json.dumps(result, indent=2))
-    return result
 
 
 class DlibScorer:
@@ -528,10 +596,12 @@ class DlibScorer:
         assert raw is not None, "features_of_files first"
         mean = raw.mean(1)
         return {
-            "euclidean_no_mirror": verification_report(-np.linalg.norm(raw[a, 0] - raw[b, 0], axis=1), same,
-                                                       folds)["accuracy_mean"],  # fmt: skip
-            "euclidean_flip_mean": verification_report(-np.linalg.norm(mean[a] - mean[b], axis=1), same,
-                                                       folds)["accuracy_mean"],  # fmt: skip
+            "euclidean_no_mirror": verification_report(-np.linalg.norm(raw[a, 0] - raw[b, 0], axis=1), same, folds)[
+                "accuracy_mean"
+            ],  # fmt: skip
+            "euclidean_flip_mean": verification_report(-np.linalg.norm(mean[a] - mean[b], axis=1), same, folds)[
+                "accuracy_mean"
+            ],  # fmt: skip
         }
 
 

@@ -39,7 +39,8 @@ Options beyond the paper (off by default, docs/method.md §2.6):
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -164,65 +165,100 @@ def _marginal_mi(x: torch.Tensor, t: torch.Tensor, batch: int, chunk: int) -> to
     return plogp / channels - mlogm
 
 
-def ecloss(
-    maps: torch.Tensor,
-    k: KSpec = PAPER_K,
-    tau: float = PAPER_TAU,
-    radius: float | None = None,
-    normalize: Normalize = "none",
-    temperature: float = 0.1,
-    marginal: Marginal = "uniform",
-    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    templates: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """ECLoss = -MI(T; X) of target-layer maps [B, C, H, W] (paper eq. 7), a scalar in [-log K, 0].
+@dataclass(frozen=True)
+class ECLossOptions:
+    """ECLoss's options, checked once on construction; the defaults are the paper's ("paper mode").
 
-    `templates` ([K, H, W]) overrides k/radius (pass the tau they were built with);
-    otherwise they are built (and cached).
+    `k`, `tau`, `radius`: the templates (`build_templates`); `normalize`,
+    `temperature`: the magnitude-free logits (docs/method.md §2.6; `temperature`
+    is used, and must be > 0, only when `normalize` is not "none"); `marginal`:
+    the prior over templates (uniform, eq. 5, or per-image over channels);
+    `max_chunk_bytes`: the working-memory budget of one block.
     """
-    return -mutual_information(maps, k, tau, radius, normalize, temperature, marginal, max_chunk_bytes, templates)
+
+    k: KSpec = PAPER_K
+    tau: float = PAPER_TAU
+    radius: float | None = None
+    normalize: Normalize = "none"
+    temperature: float = 0.1
+    marginal: Marginal = "uniform"
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+
+    def __post_init__(self) -> None:
+        """Raise a ValueError for an unknown `normalize` or `marginal`, or a used `temperature` that is not > 0."""
+        if self.normalize not in ("none", "max", "l2"):
+            raise ValueError(f'normalize must be "none", "max" or "l2", got {self.normalize!r}')
+        if self.marginal not in ("uniform", "channels"):
+            raise ValueError(f'marginal must be "uniform" or "channels", got {self.marginal!r}')
+        if self.normalize != "none" and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
-def mutual_information(
-    maps: torch.Tensor,
-    k: KSpec = PAPER_K,
-    tau: float = PAPER_TAU,
-    radius: float | None = None,
-    normalize: Normalize = "none",
-    temperature: float = 0.1,
-    marginal: Marginal = "uniform",
-    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    templates: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """MI(T; X) of paper eq. 5 (see the module docstring), mean over the B*C maps; in [0, log K]."""
+#: The defaults, read by `ECLoss.__init__`'s signature so that each is written once (in `ECLossOptions`).
+_DEFAULTS = ECLossOptions()
+
+
+def _check_maps(maps: torch.Tensor) -> None:
+    """Raise a ValueError unless `maps` has shape [B, C, H, W]."""
     if maps.dim() != 4:
         raise ValueError(f"maps must have shape [B, C, H, W], got {tuple(maps.shape)}")
-    if normalize not in ("none", "max", "l2"):
-        raise ValueError(f'normalize must be "none", "max" or "l2", got {normalize!r}')
-    if marginal not in ("uniform", "channels"):
-        raise ValueError(f'marginal must be "uniform" or "channels", got {marginal!r}')
-    if normalize != "none" and not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+def ecloss(maps: torch.Tensor, templates: torch.Tensor | None = None, **options: Any) -> torch.Tensor:
+    """ECLoss = -MI(T; X) of target-layer maps [B, C, H, W] (paper eq. 7), a scalar in [-log K, 0].
+
+    `options` are `ECLossOptions`'s fields (`k`, `tau`, `radius`, `normalize`, `temperature`, `marginal`,
+    `max_chunk_bytes`), checked there. `templates` ([K, H, W]) overrides k/radius (pass the tau they were built
+    with); otherwise they are built (and cached).
+    """
+    return -mutual_information(maps, templates, **options)
+
+
+def mutual_information(maps: torch.Tensor, templates: torch.Tensor | None = None, **options: Any) -> torch.Tensor:
+    """MI(T; X) of paper eq. 5 (see the module docstring), mean over the B*C maps; in [0, log K]. `options` as
+    `ecloss`'s."""
+    _check_maps(maps)
+    return _mutual_information(maps, ECLossOptions(**options), templates)
+
+
+def _mutual_information(maps: torch.Tensor, opts: ECLossOptions, templates: torch.Tensor | None) -> torch.Tensor:
+    """MI(T; X) (eq. 5) of 4-D `maps` with checked options; `templates` as in `ecloss`."""
     b, c, h, w = maps.shape
     dtype = _compute_dtype(maps.dtype)
     if templates is None:
-        templates = build_templates(h, w, k=k, tau=tau, radius=radius)
+        templates = build_templates(h, w, k=opts.k, tau=opts.tau, radius=opts.radius)
     elif templates.shape[1:] != (h, w):
         raise ValueError(f"templates are {tuple(templates.shape[1:])} but the maps are {h}x{w}")
     with torch.autocast(device_type=maps.device.type, enabled=False):
         x = maps.to(dtype).reshape(b * c, h * w)
         t = templates.to(device=maps.device, dtype=dtype).reshape(templates.shape[0], h * w)
-        if normalize != "none":
+        if opts.normalize != "none":
             # templates in units of tau: (x / |x|) . (T / tau) / temperature
-            norm = x.amax(1, keepdim=True) if normalize == "max" else x.norm(dim=1, keepdim=True)
-            x = x / (norm + _NORM_EPS) / (tau * temperature)
+            norm = x.amax(1, keepdim=True) if opts.normalize == "max" else x.norm(dim=1, keepdim=True)
+            x = x / (norm + _NORM_EPS) / (opts.tau * opts.temperature)
         n_templates = t.shape[0]
-        if marginal == "channels":
-            chunk = _chunk_size(x.shape[0], n_templates, dtype, max_chunk_bytes)
+        if opts.marginal == "channels":
+            chunk = _chunk_size(x.shape[0], n_templates, dtype, opts.max_chunk_bytes)
             return _marginal_mi(x, t, b, chunk).mean()
-        rows = _rows_per_block(x.shape[0], n_templates, dtype, x.device, max_chunk_bytes)
+        rows = _rows_per_block(x.shape[0], n_templates, dtype, x.device, opts.max_chunk_bytes)
         neg_h = _PaperNegEntropy.apply(x, t, rows)
         return math.log(n_templates) + neg_h.mean()
+
+
+class _Option:
+    """A module attribute that is the `ECLossOptions` field of its name (``obj.opts``); setting it re-checks them."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        """Remember the field this attribute stands for."""
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        """The field's value in ``obj.opts`` (the descriptor itself on the class)."""
+        return self if obj is None else getattr(obj.opts, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        """Replace ``obj.opts`` by a copy with this field set (checked again)."""
+        obj.opts = replace(obj.opts, **{self.name: value})
 
 
 @register_regularizer("ecloss")
@@ -236,26 +272,31 @@ class ECLoss(MapRegularizer):
     """
 
     templates: torch.Tensor
+    opts: ECLossOptions
     STATS = ("mi",)
+
+    # the options, read from (and assigned through, re-checked) ``self.opts``
+    k = _Option()
+    tau = _Option()
+    radius = _Option()
+    normalize = _Option()
+    temperature = _Option()
+    marginal = _Option()
+    max_chunk_bytes = _Option()
 
     def __init__(
         self,
-        k: KSpec = PAPER_K,
-        tau: float = PAPER_TAU,
-        radius: float | None = None,
-        normalize: Normalize = "none",
-        temperature: float = 0.1,
-        marginal: Marginal = "uniform",
-        max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        k: KSpec = _DEFAULTS.k,
+        tau: float = _DEFAULTS.tau,
+        radius: float | None = _DEFAULTS.radius,
+        normalize: Normalize = _DEFAULTS.normalize,
+        temperature: float = _DEFAULTS.temperature,
+        marginal: Marginal = _DEFAULTS.marginal,
+        max_chunk_bytes: int = _DEFAULTS.max_chunk_bytes,
     ) -> None:
+        """The options are `ECLossOptions`'s (listed here for the registry and config checks); kept in ``self.opts``."""
         super().__init__()
-        if normalize not in ("none", "max", "l2"):
-            raise ValueError(f'normalize must be "none", "max" or "l2", got {normalize!r}')
-        if marginal not in ("uniform", "channels"):
-            raise ValueError(f'marginal must be "uniform" or "channels", got {marginal!r}')
-        self.k, self.tau, self.radius = k, float(tau), radius
-        self.normalize, self.temperature, self.marginal = normalize, float(temperature), marginal
-        self.max_chunk_bytes = int(max_chunk_bytes)
+        self.opts = ECLossOptions(k, float(tau), radius, normalize, float(temperature), marginal, int(max_chunk_bytes))
         self.register_buffer("templates", torch.empty(0), persistent=False)
         self.last_mi: torch.Tensor | None = None
 
@@ -273,16 +314,10 @@ class ECLoss(MapRegularizer):
         return self.templates
 
     def mutual_information(self, maps: torch.Tensor) -> torch.Tensor:
+        """MI(T; X) of `maps` [B, C, H, W] with this module's options and cached templates (ECLoss = -MI)."""
         t = self.templates_for(maps.shape[2], maps.shape[3], maps.device)
-        mi = mutual_information(
-            maps,
-            tau=self.tau,
-            normalize=self.normalize,
-            temperature=self.temperature,
-            marginal=self.marginal,
-            max_chunk_bytes=self.max_chunk_bytes,
-            templates=t,
-        )
+        _check_maps(maps)
+        mi = _mutual_information(maps, self.opts, t)
         self.last_mi = mi.detach()
         return mi
 

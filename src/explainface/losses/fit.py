@@ -354,7 +354,6 @@ class FitECLoss(MapRegularizer):
         self._stats = stats
         return loss
 
-
     def extra_repr(self) -> str:
         return (
             f"k={self.k}, radius={self.radius}, temperature={self.temperature}, weight={self.weight!r}, "

@@ -31,6 +31,7 @@ from torch import nn
 
 from explainface.losses.base import Regularizer, StepContext
 from explainface.losses.registry import register_regularizer
+from explainface.models.modes import eval_mode
 from explainface.models.xcos import XCosHead, check_xcos_options
 
 
@@ -91,21 +92,17 @@ class XCosLoss(Regularizer):
             raise ValueError(f"xcos: the model ({type(model).__name__}) has no input_size")
         p = next(model.parameters(), None)
         device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-        was_training = model.training
-        try:
-            model.eval()  # a batch of one zero image must not touch BatchNorm's running statistics
-            with torch.no_grad():
-                maps = model.forward_features(
-                    torch.zeros(1, getattr(model, "in_chans", 3), int(size), int(size), device=device, dtype=dtype)
-                )
-        finally:
-            model.train(was_training)
+        # eval mode: a batch of one zero image must not touch BatchNorm's running statistics
+        with eval_mode(model), torch.no_grad():
+            maps = model.forward_features(
+                torch.zeros(1, getattr(model, "in_chans", 3), int(size), int(size), device=device, dtype=dtype)
+            )
         if maps.dim() != 4:
             raise ValueError(f"xcos: forward_features gave shape {tuple(maps.shape)}, not [B, C, H, W]")
         self.head = XCosHead(int(maps.shape[1]), self.channels, self.grid).to(device=device, dtype=dtype)
         self._reference = []
         if self.reference is not None:
-            from explainface.train.checkpoint import load_model_weights
+            from explainface.training.checkpoint import load_model_weights
 
             ref, _ = load_model_weights(self.reference)
             ref_size = getattr(ref, "input_size", None)
@@ -155,4 +152,3 @@ class XCosLoss(Regularizer):
         values = torch.stack((mse.detach(), xcos.detach().mean().to(dtype), target.mean().to(dtype))).tolist()
         self._stats = dict(zip(("mse", "xcos_mean", "target_mean"), values), pairs=float(len(a)))  # one sync
         return mse
-

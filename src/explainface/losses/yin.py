@@ -1,8 +1,8 @@
 """Yin et al. 2019, "Towards Interpretable Face Recognition" (ICCV): SAD, FAD and the occluded branch.
 
-Read from their official TensorFlow 1 code (``yubangji123/Interpret_FR``): ``train/model_pretrain_CASIA.py``
+Read from their official TensorFlow 1 code (``yubangji123/Interpret_FR``): ``training/model_pretrain_CASIA.py``
 (``build_model``: the total loss; ``discriminator``: the top-k truncation of the target map ``k5``;
-``diversityLossA``: a filter term), ``train/ops.py`` (``diversityLossB``: SAD; ``occludedFaces``: the window),
+``diversityLossA``: a filter term), ``training/ops.py`` (``diversityLossB``: SAD; ``occludedFaces``: the window),
 ``train/run_pretrain_CASIA.sh`` (320-d features, batch 64, 96 px input), ``test/eval/gen_syn_occl.py`` and
 ``test/visualization/landmark68_7.mat`` (their mean face). Formulas and ideas only; no code is copied.
 
@@ -52,7 +52,7 @@ The loss, `YinLoss` (registered ``"yin"``). Their total (``build_model``) is::
 ``L_id = CE(clean)`` of weight 1, so ``loss = sad * (SAD(clean) + SAD(occluded)) + occluded * CE(occluded) +
 fad * FAD`` with the defaults ``sad = 0.5, occluded = 1.0, fad = 0.05`` -- their ratios divided by 2 -- and
 **beta 1** (a constant beta, not auto) reproduces their objective up to the overall factor 2 (a learning-rate
-matter; they use Adam, lr 1e-3). The occluded images come from `explainface.data.occlusion.occlude` (one black
+matter; they use Adam, lr 1e-3). The occluded images come from `explainface.faces.occlusion.occlude` (one black
 32 x 12 window per batch, at a place of the 110 px mean-face frame drawn as they draw it, carried onto each face by
 a similarity fit to its 68 landmarks; deviations listed there), with a generator seeded from ``(seed,
 ctx.step)`` so a resumed run draws the same windows. The occluded branch is a second forward pass of
@@ -86,7 +86,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from explainface.data.occlusion import FRAME, WINDOW, occlude
+from explainface.faces.occlusion import FRAME, WINDOW, occlude
 from explainface.losses.base import MapRegularizer, Regularizer, StepContext
 from explainface.losses.registry import register_regularizer
 

@@ -27,6 +27,14 @@ def _first_tensor(output: Any, name: str) -> torch.Tensor:
     raise TypeError(f"module {name!r} returned {type(output).__name__} with no tensor to capture")
 
 
+def layer_name(model: nn.Module, layer: str | None = None) -> str:
+    """`layer`, or the model's `target_layer` when `layer` is None; ValueError when the model has none."""
+    name = layer or getattr(model, "target_layer", None)
+    if name is None:
+        raise ValueError(f"{type(model).__name__} has no target_layer: pass layer= (e.g. 'features.relu5_3')")
+    return name
+
+
 def find_module(model: nn.Module, name: str) -> nn.Module:
     """The submodule called `name` (dotted, as in `model.named_modules()`).
 

@@ -236,7 +236,6 @@ class IResNetFace(TargetMapNet):
         return self.features(self.fc(self.dropout(x)))
 
 
-
 @register_model
 def iresnet18(**kwargs: Any) -> IResNetFace:
     """insightface's iresnet18 ([2, 2, 2, 2]); kwargs go to `IResNetFace`."""

@@ -159,7 +159,6 @@ class VGGFace(TargetMapNet):
         return self.head(feat)
 
 
-
 @register_model
 def vgg13(**kwargs: Any) -> VGGFace:
     """VGG13 without BatchNorm; kwargs go to `VGGFace`."""

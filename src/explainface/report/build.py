@@ -12,13 +12,16 @@ a report always shows what the checkpoints do now.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import shlex
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ROLES = ("model", "baseline")
 #: Faces shown in the galleries.
@@ -29,7 +32,7 @@ def export_heldout_faces(out: Path, size: int, seed: int = 0, identities: int = 
                          progress: bool = True, occlusion: float | None = None) -> Path:  # fmt: skip
     """Held-out synthetic faces at `size` in `out` (reused when an export of the same settings is there);
     `occlusion` is the share of faces with an occluder (None: the generator's default for the difficulty)."""
-    from explainface.data.synthetic.export import export_synthetic
+    from explainface.synthetic.export import export_synthetic
 
     meta_path = out / "meta.json"
     if meta_path.is_file():
@@ -49,24 +52,25 @@ def export_heldout_faces(out: Path, size: int, seed: int = 0, identities: int = 
 
 
 def evaluate_model(
-    checkpoint: str | Path,
+    model: str | Path | nn.Module,
     out: Path,
     pairs: str | Path | None,
-    data: str | Path,
-    images: int = 100,
+    faces: str | Path,
+    n_faces: int = 100,
     runs: int = 5,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """verification.json (when `pairs` is given) and explainability.json of one checkpoint under `out`."""
-    from explainface.evaluate.explain import explain
+    """verification.json (when `pairs` is given) and explainability.json of one model (a checkpoint path, an
+    `nn.Module` or a `LoadedModel`) under `out`; returns both results."""
+    from explainface.evaluate.explainability_pipeline import explain
     from explainface.evaluate.verify import verify
 
-    res: dict = {"checkpoint": str(checkpoint), "verification": None, "roc": None}
+    res: dict = {"checkpoint": model, "verification": None, "roc": None}
     if pairs is not None:
-        res["verification"] = verify(checkpoint, pairs, out / "verify", progress=progress, workers=0)
+        res["verification"] = verify(model, pairs, out / "verify", progress=progress, workers=0)
         res["roc"] = out / "verify" / "roc.png"
-    res["explainability"] = explain(checkpoint, data, out / "explain", images=images, runs=runs, seed=seed,
+    res["explainability"] = explain(model, faces, out / "explain", n_faces=n_faces, runs=runs, seed=seed,
                                     progress=progress)  # fmt: skip
     res["explainability_json"] = out / "explain" / "explainability.json"
     return res
@@ -84,9 +88,10 @@ def assemble_report(
 ) -> Path:
     """Draw the pictures of each evaluated model (`entries`: model first, then the baseline, each as returned by
     `evaluate_model` plus a `label`) on `faces` ("synthetic" or image paths) and write `out/report.html`."""
-    from explainface.evaluate.explain import json_safe
-    from explainface.explain.visualize import visualize
+    from explainface.explanations.visualize import visualize
+    from explainface.files import json_safe
     from explainface.report.html import render_report
+    from explainface.training.checkpoint import model_name
 
     models, figures = [], []
     baseline = entries[1]["checkpoint"] if len(entries) > 1 else None
@@ -111,25 +116,28 @@ def assemble_report(
                     figures.append({"title": key.replace("_", " ").capitalize(), "caption": caption,
                                     "png_path": str(written[key])})  # fmt: skip
         if "xcos" in written:
-            caption = ("xCos's explanation of the pair: face A with the grid, face B, the patch cosines (red above "
-                       "the centre value, blue below) and the attention that weights them into the score.")
+            caption = (
+                "xCos's explanation of the pair: face A with the grid, face B, the patch cosines (red above "
+                "the centre value, blue below) and the attention that weights them into the score."
+            )
             figures.append({"title": f"xCos: {e['label']}", "caption": caption, "png_path": str(written["xcos"])})
-        peaks_png = Path(e["explainability_json"]).parent / "average_peaks.png" if e.get("explainability_json") \
-            else None
+        peaks_png = (
+            Path(e["explainability_json"]).parent / "average_peaks.png" if e.get("explainability_json") else None
+        )
         if peaks_png is not None and peaks_png.is_file():
             figures.append({"title": f"Average peak locations: {e['label']}", "caption": "Yin et al.'s average "
                             "location: each channel's mean peak on the mean face, with its one-s.d. ellipse, coloured "
                             "by its dominant part; small ellipses on parts = channels that follow parts.",
                             "png_path": str(peaks_png)})  # fmt: skip
         models.append({
-            "label": e["label"], "checkpoint": str(e["checkpoint"]), "verification": e["verification"],
+            "label": e["label"], "checkpoint": model_name(e["checkpoint"]), "verification": e["verification"],
             "explainability": e["explainability"], "images": {k: str(v) for k, v in imgs.items()},
         })  # fmt: skip
     why = []
     first = entries[0]
     verify_dir = Path(first["roc"]).parent if first.get("roc") is not None else None
     if verify_dir is not None and (verify_dir / "embeddings.npy").is_file():
-        from explainface.explain.why_pipeline import why_examples
+        from explainface.explanations.why_pipeline import why_examples
 
         dictionary = first.get("explainability_json")
         for kind, ex in why_examples(first["checkpoint"], verify_dir, out / ROLES[0] / "why", dictionary).items():
@@ -150,22 +158,24 @@ def assemble_report(
 
 
 def build_report(
-    model: str | Path,
+    model: str | Path | nn.Module,
     out_dir: str | Path,
-    baseline: str | Path | None = None,
+    baseline: str | Path | nn.Module | None = None,
     pairs: str | Path | None = None,
-    data: str | Path | None = None,
-    images: int = 100,
+    faces: str | Path | None = None,
+    n_faces: int = 100,
     runs: int = 5,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Evaluate `model` (and `baseline`) and write `out_dir/report.html`; returns its path.
+    """Evaluate `model` (and `baseline`; each a checkpoint path or an `nn.Module`) and write
+    `out_dir/report.html`; returns its path (a report is a file: `out_dir` is required).
 
-    `data` (faces with part labels for `explain`) and `pairs` default to held-out synthetic faces exported
-    into `out_dir/faces`; given `data` without `pairs`, the report has no verification section numbers.
+    `faces` (faces with part labels for `explain`: a folder or "synthetic") and `pairs` default to held-out
+    synthetic faces exported into `out_dir/faces`; given `faces` without `pairs`, the report has no verification
+    section numbers. `n_faces` and `runs` are `explain`'s draws.
     """
-    from explainface.train.checkpoint import load_model
+    from explainface.training.checkpoint import load_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,21 +184,21 @@ def build_report(
     sizes = {m.input_size for m in loaded}
     if len(sizes) > 1:
         raise ValueError(f"the model and the baseline take different input sizes: {sorted(sizes)}")
-    faces: str | list = "synthetic"
-    if data is None:
+    gallery: str | list = "synthetic"
+    if faces is None:
         export = export_heldout_faces(out / "faces", sizes.pop(), seed=seed, progress=progress)
-        data = export / "heldout"
-        pairs = pairs if pairs is not None else data / "pairs.txt"
-    elif str(data) != "synthetic":
-        from explainface.evaluate.explain import face_files
+        faces = export / "heldout"
+        pairs = pairs if pairs is not None else faces / "pairs.txt"
+    elif str(faces) != "synthetic":
+        from explainface.readers.images import find_images
 
-        faces = [str(p) for p in face_files(Path(data))[:GALLERY_PEOPLE]]
+        gallery = [str(p) for p in find_images(Path(faces))[:GALLERY_PEOPLE]]
     entries = []
     for role, ckpt, m in zip(ROLES, checkpoints, loaded):
-        e = evaluate_model(ckpt, out / role, pairs, data, images, runs, seed, progress)
+        e = evaluate_model(ckpt, out / role, pairs, faces, n_faces, runs, seed, progress)
         e["label"] = f"{role}: {m.label}"
         entries.append(e)
-    return assemble_report(out, entries, faces, notes=verification_notes(entries),
+    return assemble_report(out, entries, gallery, notes=verification_notes(entries),
                            commands=[shlex.join(["explainface", *sys.argv[1:]])], seed=seed)  # fmt: skip
 
 
@@ -200,30 +210,3 @@ def verification_notes(entries: list[dict]) -> list[str]:
         v = e.get("verification") or {}
         notes += [f"{e.get('label', e.get('checkpoint'))}, verification: {n}" for n in v.get("notes") or []]
     return notes
-
-
-def add_report_parser(subparsers) -> None:
-    """The `report` subcommand: `explainface report --model CKPT [--baseline CKPT] --out DIR [...]`."""
-    r = subparsers.add_parser(
-        "report",
-        help="one self-contained HTML report: verification, explainability, channel dictionary, galleries",
-        description="Evaluate a checkpoint (and a baseline to compare with) and write OUT/report.html. Without "
-        "--data/--pairs it uses held-out synthetic faces exported into OUT/faces.",
-    )
-    r.add_argument("--model", required=True, help="checkpoint (.safetensors)")
-    r.add_argument("--baseline", default=None, help="a second checkpoint to compare with (e.g. without ECLoss)")
-    r.add_argument("--out", required=True, help="output folder (report.html and every result behind it)")
-    r.add_argument("--pairs", default=None, help="pairs for verification (pairs.txt, .bin or .csv)")
-    r.add_argument("--data", default=None, help='faces with part labels for the metrics (folder or "synthetic")')
-    r.add_argument("--images", type=int, default=100, help="N images per metric draw (default 100)")
-    r.add_argument("--runs", type=int, default=5, help="R draws (default 5)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--quiet", action="store_true")
-    r.set_defaults(func=_cmd_report)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    path = build_report(args.model, args.out, baseline=args.baseline, pairs=args.pairs, data=args.data,
-                        images=args.images, runs=args.runs, seed=args.seed, progress=not args.quiet)  # fmt: skip
-    print(f"wrote {path}")
-    return 0

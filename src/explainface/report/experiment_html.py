@@ -23,9 +23,7 @@ def _table_html(t) -> str:
     head = "".join(f'<th scope="col">{_e(c)}</th>' for c in t.columns)
     rows = []
     for label, cells in t.rows:
-        tds = "".join(
-            f'<td class="num{" better" if c.better else ""}">{_e(c.text)}</td>' for c in cells
-        )
+        tds = "".join(f'<td class="num{" better" if c.better else ""}">{_e(c.text)}</td>' for c in cells)
         rows.append(f'<tr><th scope="row">{_e(label)}</th>{tds}</tr>')
     return (
         f"<h3>{_e(t.caption)}</h3>\n"
@@ -55,7 +53,7 @@ def _setup(results: dict) -> str:
 def experiment_html(results: dict, curves: str | Path | None = None, galleries: dict | None = None,
                     gallery_set: str | None = None) -> str:  # fmt: skip
     """The page as a string (see `render_experiment`)."""
-    from explainface.experiment.tables import build_tables, dictionary_table
+    from explainface.experiments.tables import build_tables, dictionary_table
 
     title = results.get("title") or "explainface experiment"
     tables = build_tables(results)
@@ -77,8 +75,10 @@ def experiment_html(results: dict, curves: str | Path | None = None, galleries: 
             if pics.get(key):
                 items.append(_figure(f"{method}, seed 0: {key.replace('_', ' ')}",
                                      f"{caption}, on {gallery_set}", pics[key]))  # fmt: skip
-    parts["galleries"] = '<div class="grid">' + "\n".join(items) + "</div>" if items else (
-        '<p class="missing">No faces set to draw galleries on.</p>'
+    parts["galleries"] = (
+        '<div class="grid">' + "\n".join(items) + "</div>"
+        if items
+        else ('<p class="missing">No faces set to draw galleries on.</p>')
     )
     cmd = results.get("command") or ""
     parts["reproduce"] = f"<p>Run from the repository root; re-running continues a killed experiment:</p>\n<pre>" \

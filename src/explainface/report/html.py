@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from explainface.data.parts import PART_COLORS, PART_NAMES
+from explainface.files import atomic_write_text
+from explainface.parts.labels import PART_COLORS, PART_NAMES
 
 #: Section ids, in page order (stable: links and tests use them).
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -98,10 +99,7 @@ def write_page(text: str, out_html: str | Path) -> Path:
     """Write a page atomically (a temporary file, then a rename)."""
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return atomic_write_text(out, text)
 
 
 # --- numbers ---------------------------------------------------------------------------------------------------
@@ -380,9 +378,11 @@ def _galleries(models: list[dict], figures: list) -> str:
 def _why(examples: list) -> str:
     if not examples:
         return '<p class="missing">No pairs were explained (the report needs verification pairs with landmarks).</p>'
-    items = ['<p class="hint">Each face part\u2019s contribution to the pair\u2019s cosine: the change when the '
-             "part\u2019s channels are replaced by their mean over reference faces (channels) or the part\u2019s "
-             "region is covered in both faces (occlusion); red supports the match, blue argues against it.</p>"]
+    items = [
+        '<p class="hint">Each face part\u2019s contribution to the pair\u2019s cosine: the change when the '
+        "part\u2019s channels are replaced by their mean over reference faces (channels) or the part\u2019s "
+        "region is covered in both faces (occlusion); red supports the match, blue argues against it.</p>"
+    ]
     for ex in examples:
         if not isinstance(ex, dict) or not ex.get("png_path"):
             raise ValueError(f"report: every why example needs a png_path, got {ex!r}")

@@ -1,0 +1,65 @@
+"""`explainface why`: a verification decision explained by face parts (`explainface.explanations.why_pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from explainface.argtypes import int_at_least
+from explainface.explanations.why_pipeline import (
+    faithfulness_table,
+    reference_set,
+    why,
+)
+
+
+def add_why_parser(subparsers) -> None:
+    w = subparsers.add_parser(
+        "why",
+        help="explain a verification decision by face parts (channel ablation and region occlusion)",
+        description="Why does the model find two faces alike? Each face part's contribution to their cosine, by "
+        "ablating the part's channels (from the channel dictionary) and by covering the part's region; writes "
+        "why.json and why.png. With --pairs: the faithfulness of those explanations over many pairs.",
+    )
+    w.add_argument("images", nargs="*", help="two face images A B")
+    w.add_argument("--model", required=True, help="checkpoint (.safetensors)")
+    w.add_argument("--out", required=True, help="output folder")
+    w.add_argument("--dictionary", default=None, help="explain's channel_dictionary.json or explainability.json")
+    w.add_argument("--faces", default="synthetic",
+                   help="landmark-labelled faces for the channel dictionary (when none is given) and the reference "
+                   "mean (default: the built-in synthetic faces)")  # fmt: skip
+    w.add_argument("--threshold", type=float, default=None, help="decision threshold on the cosine")
+    w.add_argument("--verification", default=None, help="a verify run's verification.json: its mean threshold")
+    w.add_argument("--pairs", default=None, help="measure faithfulness over these pairs instead (verify's formats)")
+    w.add_argument("--root", default=None, help="image folder of --pairs")
+    w.add_argument("--limit", type=int_at_least(1), default=200, help="--pairs: pairs drawn (default 200)")
+    w.add_argument("--crop", default="auto", choices=("auto", "detect", "none"))
+    w.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
+    w.add_argument("--device", default="cpu")
+    w.add_argument("--quiet", action="store_true")
+    w.set_defaults(func=_cmd_why)
+
+
+def _cmd_why(args: argparse.Namespace) -> int:
+    if args.pairs is None:
+        if len(args.images) != 2:
+            raise SystemExit("explainface why: give two face images A B (or --pairs PAIRS for faithfulness)")
+        res = why(args.model, args.images[0], args.images[1], args.out, dictionary=args.dictionary, faces=args.faces,
+                  threshold=args.threshold, verification=args.verification, crop=args.crop, detector=args.detector,
+                  device=args.device)  # fmt: skip
+        print(res["summary"])
+        print(f"wrote {args.out}/why.json and {args.out}/why.png")
+        return 0
+    if args.images:
+        raise SystemExit("explainface why: give either two images or --pairs, not both")
+    from explainface.evaluate.faithfulness import faithfulness
+    from explainface.training.checkpoint import load_model
+
+    loaded = load_model(args.model, args.device)
+    reference, channel_parts, _ = reference_set(loaded, args.faces, dictionary=args.dictionary,
+                                                progress=not args.quiet)  # fmt: skip
+    res = faithfulness(args.model, args.pairs, args.out, root=args.root, reference=reference,
+                       channel_parts=channel_parts, limit=args.limit, crop=args.crop, detector=args.detector,
+                       progress=not args.quiet)  # fmt: skip
+    print(faithfulness_table(res))
+    print(f"wrote {args.out}/faithfulness.json and {args.out}/deletion_curves.png")
+    return 0

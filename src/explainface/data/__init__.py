@@ -1,1 +1,0 @@
-"""Data: face-part labels, landmark files, pair lists, and the embedded synthetic faces."""

@@ -1,0 +1,189 @@
+"""Methods: named training recipes that the experiment compares (``softmax``, ``ecloss``, later the baselines).
+
+A method edits a copy of the experiment's base `TrainConfig` (in practice its ``regularizers`` list), so every
+method of a seed trains the same network on the same data, order, initialisation and number of steps. A method
+is named on the command line with options, ``ecloss:normalize=max,marginal=channels`` (values parsed as YAML);
+the options are checked when the method is parsed, before any training. A new method is one function::
+
+    @register_method("mine", "what it is")
+    def mine(cfg: TrainConfig, **options) -> None:
+        cfg.regularizers = [{"name": "my_regularizer", "beta": options.pop("beta", 0.1), **options}]
+
+and needs no change in the experiment code.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from explainface.training.config import TrainConfig, config_from_dict
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    apply: Callable[..., None]  # (cfg, **options) -> None, edits cfg in place
+    description: str
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register_method(name: str, description: str = "") -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: make `fn(cfg, **options)` available as method `name`."""
+    if not name or any(c in name for c in ":,=/ "):
+        raise ValueError(f"method name {name!r} must be non-empty without ':', ',', '=', '/' or spaces")
+
+    def add(fn: Callable[..., None]) -> Callable[..., None]:
+        old = _METHODS.get(name)
+        if old is not None and old.apply is not fn:
+            raise ValueError(f"a method named {name!r} is already registered")
+        _METHODS[name] = Method(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return add
+
+
+def list_methods() -> dict[str, str]:
+    """Registered method names and their one-line descriptions."""
+    return {name: m.description for name, m in sorted(_METHODS.items())}
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"ecloss:normalize=max,temperature=0.05"`` -> ("ecloss", {"normalize": "max", "temperature": 0.05})."""
+    name, _, rest = spec.strip().partition(":")
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r} in {spec!r}; registered: {', '.join(sorted(_METHODS))}")
+    options: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"method {spec!r}: option {item!r} must look like key=value")
+        options[key.strip()] = yaml.safe_load(value)
+    return name, options
+
+
+def split_methods(text: str) -> list[str]:
+    """``"softmax,ecloss:normalize=max,marginal=channels,ecloss"`` -> the three method specs: a comma-separated
+    piece with '=' before any ':' (``marginal=channels``, ``beta=auto:1``) is one more option of the method
+    before it."""
+    specs: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        if "=" in piece.partition(":")[0] and specs:  # "key=value" (a value may hold ':', e.g. beta=auto:1)
+            specs[-1] += ("," if ":" in specs[-1] else ":") + piece
+        else:
+            specs.append(piece)
+    if not specs:
+        raise ValueError("no methods given")
+    if len(set(specs)) != len(specs):
+        raise ValueError(f"a method is listed twice in {text!r}")
+    return specs
+
+
+def method_config(spec: str, base: TrainConfig) -> TrainConfig:
+    """A copy of `base` with method `spec` applied, re-validated (an unknown option is a ValueError naming it)."""
+    name, options = parse_method(spec)
+    cfg = copy.deepcopy(base)
+    try:
+        _METHODS[name].apply(cfg, **options)
+        return config_from_dict(cfg.to_dict(), "config")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"method {spec!r}: {e}") from None
+
+
+def slug(spec: str) -> str:
+    """A folder name for a method spec: ``ecloss:normalize=max,marginal=channels`` ->
+    ``ecloss__normalize=max_marginal=channels``."""
+    return spec.replace(":", "__").replace(",", "_").replace("/", "-")
+
+
+# ---- built-in methods ----------------------------------------------------------------------------------------------
+
+
+@register_method("softmax", "the ordinary network: identity loss only (the paper's baseline)")
+def softmax(cfg: TrainConfig, **options: Any) -> None:
+    if options:
+        raise ValueError(f"softmax takes no options, got {', '.join(options)}")
+    cfg.regularizers = []
+
+
+@register_method("ecloss", "identity loss + beta * ECLoss (paper mode by default; options: ECLoss's and beta)")
+def ecloss(cfg: TrainConfig, **options: Any) -> None:
+    beta = options.pop("beta", "auto")
+    cfg.regularizers = [{"name": "ecloss", "beta": beta, **options}]
+
+
+#: The ECLoss-fit recipe's defaults (docs/ecloss_diagnosis.md has the measurements behind each).
+FIT_DEFAULTS: dict[str, Any] = {
+    "beta": "auto:1",  # the term's gradient at the maps kept at the identity loss's (rho = 1)
+    "start": 0.4,  # identity loss alone for the first 40% of the steps, then + the term
+    "temperature": 0.05,
+    "weight": "norm",
+    "diversity": 0.5,
+    "consistency": 2.0,
+    "frame": "face",  # consistency of each channel's place in the face, not in the image
+}
+
+
+@register_method("ecloss-fit", "identity loss + beta * ECLoss-fit (template fit + channel diversity + "
+                 "consistency) after a softmax warm-up; options: FitECLoss's, beta, start")  # fmt: skip
+def ecloss_fit(cfg: TrainConfig, **options: Any) -> None:
+    spec = {**FIT_DEFAULTS, **options}
+    beta, start = spec.pop("beta"), spec.pop("start")
+    cfg.regularizers = [{"name": "ecloss_fit", "beta": beta, "start": start, **spec}]
+
+
+#: The method `recommended` resolves to (scripts that name `recommended` keep working when the recipe changes).
+RECOMMENDED = "ecloss-fit"
+
+
+@register_method("recommended", f"the project's recommended recipe (now: {RECOMMENDED} with its defaults)")
+def recommended(cfg: TrainConfig, **options: Any) -> None:
+    _METHODS[RECOMMENDED].apply(cfg, **options)
+
+
+# ---- the seed baselines (docs/method.md §9) -------------------------------------------------------------------------
+
+
+@register_method("yin", "Yin et al. 2019: spatial activation diversity + feature activation diversity with synthetic "
+                 "occlusion and classification of the occluded faces (options: YinLoss's, beta)")  # fmt: skip
+def yin(cfg: TrainConfig, **options: Any) -> None:
+    beta = options.pop("beta", 1.0)  # YinLoss's defaults are Yin's weights relative to CE(clean) at beta 1
+    cfg.regularizers = [{"name": "yin", "beta": beta, **options}]
+
+
+#: A regulariser option ``run:<method>`` names the checkpoint of that method's run of the same seed
+#: (resolved by the experiment, which trains it first).
+RUN_REFERENCE = "run:"
+
+
+@register_method("xcos", "xCos (Lin et al. 2021): identity loss + MSE of an xCos pair head to a frozen reference's "
+                 "cosine (default reference: the experiment's softmax run of the same seed)")  # fmt: skip
+def xcos(cfg: TrainConfig, **options: Any) -> None:
+    beta = options.pop("beta", 1.0)
+    reference = options.pop("reference", RUN_REFERENCE + "softmax")
+    cfg.regularizers = [{"name": "xcos", "beta": beta, "reference": reference, **options}]
+
+
+def run_references(cfg: TrainConfig) -> list[str]:
+    """The methods whose runs `cfg` reads (regulariser options ``run:<method>``)."""
+    return [v[len(RUN_REFERENCE) :] for item in cfg.regularizers for v in item.values()
+            if isinstance(v, str) and v.startswith(RUN_REFERENCE)]  # fmt: skip
+
+
+def resolve_run_references(cfg: TrainConfig, checkpoint_of: Callable[[str], str]) -> TrainConfig:
+    """A copy of `cfg` whose ``run:<method>`` options are replaced by ``checkpoint_of(method)``."""
+    cfg = copy.deepcopy(cfg)
+    cfg.regularizers = [
+        {k: checkpoint_of(v[len(RUN_REFERENCE) :]) if isinstance(v, str) and v.startswith(RUN_REFERENCE) else v
+         for k, v in item.items()}
+        for item in cfg.regularizers
+    ]  # fmt: skip
+    return cfg

@@ -1,0 +1,61 @@
+"""Writing results safely: write-then-rename (a killed job never leaves half a file), and strict JSON.
+
+Every file a long job publishes (checkpoints, crops, exported faces, results) goes through `atomic_write_*`:
+the bytes go to a hidden temporary beside the target (`temporary_path`), then `os.replace` publishes them
+in one step. `json_safe` makes results strict JSON (no NaN: JSON has none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A hidden temporary name beside `path`, unique per process: `.<name>.<pid>.tmp`."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether `path` is a temporary `temporary_path` made (a killed run may leave them behind)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
+    """Write `data` to `path` through a temporary and a rename; `fsync` makes the bytes durable first."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` through a temporary and a rename."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, newline: bool = True) -> Path:
+    """Write `json_safe(obj)` indented, through a temporary and a rename."""
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=2) + ("\n" if newline else ""))
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy that strict JSON can hold: non-finite floats become None (JSON has no NaN), paths become strings."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,1 @@
+"""Readers of files on disk: images, identity folders, RecordIO, landmark files, verification pair lists."""
