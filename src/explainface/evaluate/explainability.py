@@ -778,7 +778,9 @@ class ExplainabilityAccumulator:
         active = torch.cat(self._active)
         pe = part_explainability(iou, n_images=n_images, runs=runs, seed=seed)
         ls = location_consistency(iou, active)
-        ar = robustness_from_counts(torch.cat(self._peaks), torch.cat(self._zero), runs, n_images, seed)
+        ar = robustness_from_counts(
+            torch.cat(self._peaks), torch.cat(self._zero), n_images=n_images, runs=runs, seed=seed
+        )
         return {
             "pe_mean": pe["pe_mean"],
             "pe_se": pe["pe_se"],

@@ -165,7 +165,7 @@ def spread(values: list[float]) -> float:
 
 
 def robustness_from_counts(
-    peaks: torch.Tensor, zero: torch.Tensor | None = None, runs: int = 5, n_images: int = 100, seed: int = 0
+    peaks: torch.Tensor, zero: torch.Tensor | None = None, n_images: int = 100, runs: int = 5, seed: int = 0
 ) -> dict:
     """Activation robustness from per-map peak counts `[N, C]` (N images): AR per draw of images, mean and s.d.
 
@@ -193,7 +193,7 @@ def robustness_from_counts(
 
 
 def activation_robustness(
-    maps: torch.Tensor, rho: float = RHO, runs: int = 5, n_images: int = 100, seed: int = 0
+    maps: torch.Tensor, rho: float = RHO, n_images: int = 100, runs: int = 5, seed: int = 0
 ) -> dict:
     """AR of `[N, C, h, w]` target-layer maps: `ar_mean, ar_std, zero_share, at_most_two_share, peaks`.
 
@@ -204,4 +204,4 @@ def activation_robustness(
         raise ValueError(f"maps must be [images, channels, h, w], got shape {tuple(maps.shape)}")
     peaks = count_peaks(maps, rho)
     zero = maps.detach().reshape(*maps.shape[:2], -1).amax(-1) <= 0
-    return robustness_from_counts(peaks, zero, runs=runs, n_images=n_images, seed=seed)
+    return robustness_from_counts(peaks, zero, n_images=n_images, runs=runs, seed=seed)
