@@ -50,14 +50,14 @@ def test_the_pipelines_share_one_shape():
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", input_size=112)
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", input_size=56)
 
 
 def test_a_module_and_its_checkpoint_give_the_same_results_and_nothing_is_written(ckpt, tmp_path, monkeypatch):
     from explainface.training.checkpoint import load_model
 
     monkeypatch.chdir(tmp_path)
-    export = ef.export_synthetic(tmp_path / "faces", 0, 3, size=112, heldout_identities=20, pairs_per_fold=2,
+    export = ef.export_synthetic(tmp_path / "faces", 0, 3, size=56, heldout_identities=20, pairs_per_fold=2,
                                  progress=False)  # fmt: skip
     before = set(tmp_path.rglob("*"))
     module = load_model(ckpt).model
