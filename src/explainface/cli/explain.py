@@ -21,13 +21,19 @@ def add_explain_parser(subparsers) -> None:
     )
     e.add_argument("--model", required=True, help="checkpoint (.safetensors)")
     e.add_argument(
-        "--faces", "--data", dest="data", required=True, help='face folder (e.g. HELEN with .pts files) or "synthetic"'
+        "--faces",
+        "--data",
+        dest="data",
+        metavar="FACES",
+        required=True,
+        help='face folder (e.g. HELEN with .pts files) or "synthetic"',
     )
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument(
         "--n-faces",
         "--images",
         dest="images",
+        metavar="N",
         type=int_at_least(1),
         default=100,
         help="N: faces per draw (default 100, as the paper)",

@@ -25,11 +25,18 @@ def add_report_parser(subparsers) -> None:
         "--faces",
         "--data",
         dest="data",
+        metavar="FACES",
         default=None,
         help='faces with part labels for the metrics (folder or "synthetic")',
     )
     r.add_argument(
-        "--n-faces", "--images", dest="images", type=int, default=100, help="N faces per metric draw (default 100)"
+        "--n-faces",
+        "--images",
+        dest="images",
+        metavar="N",
+        type=int,
+        default=100,
+        help="N faces per metric draw (default 100)",
     )
     r.add_argument("--runs", type=int, default=5, help="R draws (default 5)")
     r.add_argument("--seed", type=int, default=0)

@@ -42,7 +42,13 @@ def add_visualize_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     )
     v.add_argument("--model", required=True, help="checkpoint (.safetensors)")
     v.add_argument(
-        "--faces", "--images", dest="images", nargs="+", required=True, help='face images or folders, or "synthetic"'
+        "--faces",
+        "--images",
+        dest="images",
+        metavar="FACES",
+        nargs="+",
+        required=True,
+        help='face images or folders, or "synthetic"',
     )
     v.add_argument("--out", required=True, help="output folder")
     v.add_argument("--channels", type=parse_channels, default=None,
