@@ -25,15 +25,11 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
-    """Write `data` to `path` through a temporary and a rename; `fsync` makes the bytes durable first."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary and a rename."""
     path = Path(path)
     tmp = temporary_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
 

@@ -58,7 +58,7 @@ def explain(
     from explainface.evaluate.peak_locations import PeakLocations
     from explainface.inputs import to_tensor
     from explainface.models.capture import FeatureCapture, find_module
-    from explainface.training.checkpoint import load_model
+    from explainface.training.checkpoint import load_model, model_name
 
     start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
@@ -89,7 +89,7 @@ def explain(
     where = peaks.report()
     result = {
         **rep,
-        "model": str(model) if not isinstance(model, torch.nn.Module) else label,
+        "model": model_name(model),
         "model_label": label,
         "layer": layer,
         "input_size": size,

@@ -376,8 +376,10 @@ class _PairFaces:
 def _faithfulness_result(loaded, plist, seed: int, limit, orders, counts: dict, summary: dict, records: list,
                          start: float) -> dict:  # fmt: skip
     """faithfulness.json's content: what was measured on what, the counts, the summary, every pair's record."""
+    from explainface.training.checkpoint import model_name
+
     return {
-        "model": loaded.source or loaded.label,
+        "model": model_name(loaded),
         "model_label": loaded.label,
         "layer": loaded.layer,
         "input_size": loaded.input_size,

@@ -429,10 +429,10 @@ def verify(
                                                          detector, workers, progress, crop)  # fmt: skip
         score_name = scorer.name
         times["crop"] = time.perf_counter()
-    keep = _usable_pairs(pl, skipped, pairs)
+    readable, keep = _usable_pairs(pl, skipped, pairs)
     label = scorer.label + (" bf16" if precision == "bf16" and not is_dlib else "")
     if not is_dlib:
-        feats = _features(scorer, crops, skipped, len(pl.images), model, batch, device, progress)
+        feats = _features(scorer, crops, readable, model, batch, device, progress)
     times["embed"] = time.perf_counter()
     # one row per image of the pair set (NaN for the skipped ones), so that row i is always image i
     if out_dir is not None:
@@ -474,8 +474,8 @@ def _enough_pairs(pl, pairs):
     return pl
 
 
-def _usable_pairs(pl, skipped: dict[int, str], pairs) -> np.ndarray:
-    """Which pairs have both images readable; an `InputError` when fewer than `MIN_PAIRS` are left."""
+def _usable_pairs(pl, skipped: dict[int, str], pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Which images are readable and which pairs have both; an `InputError` when fewer than `MIN_PAIRS` are left."""
     readable = np.ones(len(pl.images), dtype=bool)
     readable[list(skipped)] = False
     keep = readable[pl.a] & readable[pl.b]
@@ -485,7 +485,7 @@ def _usable_pairs(pl, skipped: dict[int, str], pairs) -> np.ndarray:
         raise InputError(f"{pairs}: {left} (the protocol needs at least {MIN_PAIRS}): {len(skipped)} of "
                          f"{len(pl.images)} images cannot be read: "
                          f"{_named(list(names), list(names.values()))}")  # fmt: skip
-    return keep
+    return readable, keep
 
 
 def _skipped_names(pl, skipped: dict[int, str]) -> dict[str, str]:
@@ -493,18 +493,16 @@ def _skipped_names(pl, skipped: dict[int, str]) -> dict[str, str]:
     return {pl.images[i].name: why for i, why in sorted(skipped.items())}
 
 
-def _features(scorer, crops, skipped: dict[int, str], n_images: int, model, batch, device, progress):
+def _features(scorer, crops, readable: np.ndarray, model, batch, device, progress):
     """The scorer's features of every readable crop, one row per image of the pair set (NaN rows where skipped)."""
     import torch
 
     from explainface.evaluate.scoring import tensor_batches
 
-    readable = np.ones(n_images, dtype=bool)
-    readable[list(skipped)] = False
     idx = np.flatnonzero(readable)
     part = scorer.features(tensor_batches([crops[i] for i in idx], batch, device, progress))
     _check_finite(part, model, "embeddings" if scorer.name == "cosine" else f"{scorer.name} features", "images")
-    feats = torch.full((n_images, *part.shape[1:]), float("nan"), dtype=part.dtype)
+    feats = torch.full((len(readable), *part.shape[1:]), float("nan"), dtype=part.dtype)
     feats[torch.as_tensor(idx)] = part
     return feats
 

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from explainface.errors import InputError
 from explainface.inputs import to_tensor
-from explainface.readers.images import IMAGE_EXTENSIONS, PARTS_SUFFIX, load_image_rgb, resize_image
+from explainface.readers.images import IMAGE_EXTENSIONS, is_label_map, load_image_rgb, resize_image
 
 BadPolicy = Literal["skip", "raise"]
 T = TypeVar("T")
@@ -74,7 +74,7 @@ def scan_identity_folders(
             for e in os.scandir(root / name)
             if not e.name.startswith(".")
             and e.name.lower().endswith(exts)
-            and not e.name.lower().endswith(PARTS_SUFFIX)
+            and not is_label_map(e.name)
             and e.is_file()
         )
         if images and len(images) >= min_images_per_identity:

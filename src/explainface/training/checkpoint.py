@@ -328,9 +328,12 @@ def _would_fit(weights: dict[str, torch.Tensor], m) -> str | None:
 
 
 def model_name(model) -> str:
-    """How a report names a model: its checkpoint path, or the class of a model given as a module."""
+    """How results name a model: its checkpoint path (also a `LoadedModel`'s, read from one), or the class of a
+    model given as a module."""
     if isinstance(model, (str, Path)):
         return str(model)
+    if getattr(model, "source", None):
+        return str(model.source)
     net = getattr(model, "model", model)  # a LoadedModel holds the module
     return f"{type(net).__name__} (in memory)"
 

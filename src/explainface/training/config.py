@@ -624,13 +624,17 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """The config of `path` (following `base:`), with dotted `overrides` applied on top, every value checked.
+def load_config(path: str | Path | TrainConfig | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """The config of `path` (following `base:`; or a `TrainConfig` itself), with dotted `overrides` applied on
+    top, every value checked.
 
     Raises `InputError` (a ValueError) naming the key and the file or override it came from, or
     `FileNotFoundError` for a missing config file."""
-    origins = _Origins(str(path) if path is not None else "config")
-    values = _read_yaml(Path(path), origins) if path is not None else {}
+    if isinstance(path, TrainConfig):
+        origins, values = _Origins("config"), path.to_dict()
+    else:
+        origins = _Origins(str(path) if path is not None else "config")
+        values = _read_yaml(Path(path), origins) if path is not None else {}
     for item in overrides or []:  # one at a time, in order: `regularizers=[...]` then `regularizers.0.beta=...`
         parsed = parse_overrides([item])
         try:

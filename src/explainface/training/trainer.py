@@ -493,13 +493,7 @@ def train(
     defaults, `overrides` dotted `key=value` strings on top; returns the run's summary (steps, throughput,
     verification, the checkpoint's path). `explainface train` does the same. Re-running with the same `out_dir`
     resumes from its last checkpoint."""
-    if isinstance(config, TrainConfig):
-        from explainface.training.config import _merge, config_from_dict, parse_overrides
-
-        cfg = config_from_dict(_merge(config.to_dict(), parse_overrides(list(overrides))), "overrides")
-    else:
-        cfg = load_config(config, list(overrides))
-    return Trainer(cfg, out_dir, progress=progress).train()
+    return Trainer(load_config(config, list(overrides)), out_dir, progress=progress).train()
 
 
 def measure_step_seconds(cfg: TrainConfig, out_dir: str | Path, steps: int = 8) -> float:
