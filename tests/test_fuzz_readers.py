@@ -681,3 +681,31 @@ def test_fuzz_identity_folders(encoded_images, data, bad):
                 assert not landmarks.isinf().any() and (landmarks.isnan().all() or landmarks.isfinite().all())
     finally:
         shutil.rmtree(root)
+
+
+# ---- dlib networks (.dat) ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dlib_tiny_file():
+    """A tiny dlib network of the face ResNet's structure, as bytes, and its ops."""
+    from test_dlib_resnet import tiny_net
+
+    from explainface.readers.dlib_dnn import write_dlib_net
+
+    net = tiny_net()
+    return write_dlib_net(None, net), net.ops
+
+
+@given(data=st.data())
+def test_fuzz_dlib_network(tmp_path_factory, dlib_tiny_file, data):
+    from explainface.readers.dlib_dnn import read_dlib_net
+
+    valid, ops = dlib_tiny_file
+    blob = data.draw(mutated_bytes(valid, max_ops=3) | st.binary(max_size=300))
+    path = tmp_path_factory.mktemp("dlib") / "net.dat"
+    path.write_bytes(blob)
+    net = read_or_named_error(lambda: read_dlib_net(path, ops), str(path), what="dlib network")
+    if net is not None:
+        assert sorted(net.params) == [i for i, op in enumerate(ops) if op.kind in ("con", "affine", "fc")]
+        assert all(a.dtype == np.float32 for p in net.params.values() for a in p.values())

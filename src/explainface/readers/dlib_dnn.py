@@ -4,9 +4,10 @@ The format is dlib's own (``dlib/serialize.h``, ``dlib/float_details.h``, ``dlib
 the reading here is ours, checked against the files):
 
 * an integer is a control byte (bit 7: negative; low 4 bits: the number of bytes, 1-8) then that many
-  little-endian bytes; the value 0 is the control byte 0 alone;
+  little-endian bytes (0 is ``01 00``);
 * a float (``float_details``) is an integer mantissa then an integer exponent: ``m * 2**e`` (exponents 32000,
-  32001, 32002 stand for +inf, -inf, NaN);
+  32001, 32002 stand for +inf, -inf, NaN); the mantissa has 24 bits for a C++ float, 53 for a double, then
+  up to 8 zero low bytes dropped (each adds 8 to the exponent);
 * a string is its length (an integer) then its bytes; a bool is the character ``'0'`` or ``'1'``;
 * a tensor is the integer 2 (its version), then ``n, k, nr, nc`` and ``n*k*nr*nc`` raw little-endian float32;
   an alias tensor (the shape of a slice of a layer's parameters) is the integer 1 then ``n, k, nr, nc``.
@@ -72,6 +73,12 @@ class DlibNet:
     loss: str = "loss_metric_2"
     margin: float = 0.04
     dist_thresh: float = 0.6
+    #: How each layer was stored (kept so that a file read and written again is the same bytes): the add_layer
+    #: version of layer i >= 1, the input add_layer's version (0) and sample expansion factor, each layer's three
+    #: flags (set up, gradient stale, output disabled).
+    versions: dict[int, int] = field(default_factory=dict)
+    expansion: int = 1
+    flags: dict[int, tuple[bool, bool, bool]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ the architecture
@@ -126,9 +133,9 @@ class _Reader:
     def int(self, what: str) -> int:
         control = self.take(1, what)[0]
         size = control & 0x0F
-        if control & 0x70 or size > 8:
+        if control & 0x70 or not 1 <= size <= 8:
             raise self.fail(f"bad integer control byte 0x{control:02x} in {what}")
-        value = int.from_bytes(self.take(size, what), "little") if size else 0
+        value = int.from_bytes(self.take(size, what), "little")
         return -value if control & 0x80 else value
 
     def float(self, what: str) -> float:
@@ -281,13 +288,13 @@ def _read_input_layer(r: _Reader, net: DlibNet, op: Op) -> None:
         raise r.fail("the input layer is not input_rgb_image_sized")
     net.mean_rgb = (r.float("the input mean"), r.float("the input mean"), r.float("the input mean"))
     net.input_size = (r.int("the input size"), r.int("the input size"))
+    net.versions[0] = version
     net.params[0] = _read_details(r, op, "layer 0 (con)")
-    for flag in ("setup", "stale", "disabled"):
-        r.bool(f"layer 0's {flag} flag")
+    net.flags[0] = tuple(r.bool(f"layer 0's {flag} flag") for flag in ("setup", "stale", "disabled"))
     for t in ("x_grad", "cached output", "final gradient"):
         r.tensor(f"layer 0's {t}")
     if version == 3:
-        r.int("layer 0's sample expansion factor")
+        net.expansion = r.int("layer 0's sample expansion factor")
 
 
 def read_dlib_net(path: str | os.PathLike, ops: list[Op] | None = None) -> DlibNet:
@@ -307,7 +314,7 @@ def parse_dlib_net(data: bytes, ops: list[Op] | None = None, name: str = "<bytes
         raise ValueError("an architecture starts with a convolution on the input")
     r, net = _Reader(bytes(data), name), DlibNet(ops=ops)
     _read_loss(r, net)
-    versions = {}
+    versions = net.versions
     for i in range(len(ops) - 1, 0, -1):  # outermost first
         kind = ops[i].kind
         versions[i] = r.expect((1,) if kind in ("tag", "skip") else (1, 2), f"layer {i} ({kind})")
@@ -320,8 +327,7 @@ def parse_dlib_net(data: bytes, ops: list[Op] | None = None, name: str = "<bytes
         arrays = _read_details(r, op, where)
         if arrays is not None:
             net.params[i] = arrays
-        for flag in ("setup", "stale", "disabled"):
-            r.bool(f"{where}'s {flag} flag")
+        net.flags[i] = tuple(r.bool(f"{where}'s {flag} flag") for flag in ("setup", "stale", "disabled"))
         for t in ("x_grad", "cached output") + (("parameter gradient",) if versions[i] == 2 else ()):
             r.tensor(f"{where}'s {t}")
     if r.pos != len(r.data):
@@ -359,19 +365,21 @@ class _Writer:
         self.out = io.BytesIO()
 
     def int(self, v: int) -> None:
-        v = int(v)
-        mag = abs(v)
-        body = mag.to_bytes(max(1, (mag.bit_length() + 7) // 8), "little") if mag else b""
+        mag = abs(int(v))
+        body = mag.to_bytes(max(1, (mag.bit_length() + 7) // 8), "little")
         self.out.write(bytes([len(body) | (0x80 if v < 0 else 0)]) + body)
 
-    def float(self, v: float) -> None:
+    def float(self, v: float, digits: int = 53) -> None:
+        """dlib's float_details: `digits` 24 for a C++ float, 53 for a double."""
         if math.isnan(v) or math.isinf(v):
             self.int(0), self.int(32002 if math.isnan(v) else (32000 if v > 0 else 32001))
             return
         m, e = math.frexp(v)
-        mantissa, exponent = int(m * (1 << 53)), e - 53  # exact for a double
-        while mantissa and mantissa % 256 == 0:  # dlib drops trailing zero bytes too
-            mantissa, exponent = mantissa // 256, exponent + 8
+        mantissa, exponent = int(m * (1 << digits)), e - digits
+        for _ in range(8):  # dlib drops up to 8 zero low bytes
+            if mantissa & 0xFF:
+                break
+            mantissa, exponent = mantissa >> 8, exponent + 8
         self.int(mantissa), self.int(exponent)
 
     def string(self, s: str) -> None:
@@ -387,21 +395,23 @@ class _Writer:
 
     def tensor(self, a: np.ndarray | None, dims=None) -> None:
         a = np.zeros((0, 0, 0, 0), np.float32) if a is None else np.asarray(a, dtype="<f4")
-        self.shape(2, dims if dims is not None else (tuple(a.shape) + (1, 1, 1, 1))[:4])
+        self.shape(2, dims if dims is not None else a.shape)
         self.out.write(a.tobytes())
+
+    def multipliers(self) -> None:
+        for v in (1.0, 1.0, 1.0, 0.0):  # learning rate, weight decay, bias learning rate, bias weight decay
+            self.float(v)
 
 
 def _write_details(w: _Writer, op: Op, p: dict | None) -> None:
+    """A layer's fields in the versions dlib's face ResNet file uses (con_4, affine_, fc_2, relu_)."""
     if op.kind == "con":
         weight, bias = p["weight"], p["bias"]
-        w.string("con_5")
+        w.string("con_4")
         w.tensor(np.concatenate([weight.reshape(-1), bias.reshape(-1)]), (weight.size + bias.size, 1, 1, 1))
         for v in op.args:
             w.int(v)
-        w.shape(1, weight.shape), w.shape(1, (1, weight.shape[0], 1, 1))
-        for v in (1.0, 1.0, 1.0, 0.0):
-            w.float(v)
-        w.bool(True)
+        w.shape(1, weight.shape), w.shape(1, (1, weight.shape[0], 1, 1)), w.multipliers()
     elif op.kind == "affine":
         k = p["gamma"].size
         w.string("affine_")
@@ -411,47 +421,51 @@ def _write_details(w: _Writer, op: Op, p: dict | None) -> None:
         n_in, n_out = p["weight"].shape
         w.string("fc_2"), w.int(n_out), w.int(n_in)
         w.tensor(p["weight"], (n_in, n_out, 1, 1))
-        w.shape(1, (n_in, n_out, 1, 1)), w.shape(1, (1, n_out, 1, 1)), w.int(1)
-        for v in (1.0, 1.0, 1.0, 0.0):
-            w.float(v)
+        w.shape(1, (n_in, n_out, 1, 1)), w.shape(1, (0, 0, 0, 0)), w.int(1), w.multipliers()
     elif op.kind in ("max_pool", "avg_pool"):
         w.string(f"{op.kind}_2")
         for v in op.args:
             w.int(v)
-    elif op.kind == "relu":
-        w.string("relu_")
-    elif op.kind == "add_prev":
-        w.string("add_prev_")
+    else:
+        w.string({"relu": "relu_", "add_prev": "add_prev_"}[op.kind])
+
+
+def _flags(ops: list[Op], i: int) -> tuple[bool, bool, bool]:
+    """The flags dlib writes for a trained layer: set up, gradient stale, and its output disabled when an
+    in-place ReLU sits on it (dlib refuses to load a network whose flags say otherwise)."""
+    return True, True, i + 1 < len(ops) and ops[i + 1].kind == "relu"
 
 
 def write_dlib_net(path: str | os.PathLike | None, net: DlibNet, layer_version: int = 2) -> bytes:
     """Write `net` in dlib's format (what `read_dlib_net` reads and dlib loads); returns the bytes, and writes
-    them atomically to `path` unless it is None. `layer_version` 1 or 2 picks the add_layer version (2 also
-    writes an empty parameter gradient per layer: what dlib writes today)."""
-    w = _Writer()
+    them atomically to `path` unless it is None. A network read from a file keeps how each layer was stored
+    (a file read and written again is the same bytes); otherwise add_layer version `layer_version` (1 or 2; 2
+    also stores an empty parameter gradient per layer) and dlib's flags (`_flags`)."""
+    w, ops = _Writer(), net.ops
     w.int(1), w.string(net.loss)
     if net.loss == "loss_metric_2":
-        w.float(net.margin), w.float(net.dist_thresh)
-    ops = net.ops
+        w.float(net.margin, 24), w.float(net.dist_thresh, 24)
     for i in range(len(ops) - 1, 0, -1):
-        w.int(1 if ops[i].kind in ("tag", "skip") else layer_version)
-    w.int(2), w.string("input_rgb_image_sized")
+        w.int(1 if ops[i].kind in ("tag", "skip") else net.versions.get(i, layer_version))
+    version = net.versions.get(0, 3)
+    w.int(version), w.string("input_rgb_image_sized")
     for m in net.mean_rgb:
-        w.float(float(np.float32(m)))
+        w.float(float(np.float32(m)), 24)
     w.int(net.input_size[0]), w.int(net.input_size[1])
-    _write_details(w, ops[0], net.params[0])
-    w.bool(True), w.bool(False), w.bool(False), w.tensor(None), w.tensor(None), w.tensor(None)
-    for i in range(1, len(ops)):
-        if ops[i].kind in ("tag", "skip"):
+    for i, op in enumerate(ops):
+        if op.kind in ("tag", "skip"):
             continue
-        _write_details(w, ops[i], net.params.get(i))
-        w.bool(True), w.bool(False), w.bool(False), w.tensor(None), w.tensor(None)
-        if layer_version == 2:
-            w.tensor(None)
+        _write_details(w, op, net.params.get(i))
+        for flag in net.flags.get(i, _flags(ops, i)):
+            w.bool(flag)
+        w.tensor(None), w.tensor(None)
+        if i == 0 or net.versions.get(i, layer_version) == 2:
+            w.tensor(None)  # the input layer's final gradient, another layer's parameter gradient
+        if i == 0 and version == 3:
+            w.int(net.expansion)
     data = w.out.getvalue()
     if path is not None:
         from explainface.files import atomic_write_bytes
 
         atomic_write_bytes(Path(path), data)
     return data
-
