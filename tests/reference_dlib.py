@@ -29,8 +29,8 @@ def pool(x: np.ndarray, k: int, stride: int, reduce) -> np.ndarray:
     out = np.zeros((x.shape[0], ho, wo))
     for i in range(ho):
         for j in range(wo):
-            out[:, i, j] = reduce(x[:, i * stride : i * stride + k, j * stride : j * stride + k].reshape(x.shape[0], -1),
-                                  axis=1)  # fmt: skip
+            window = x[:, i * stride : i * stride + k, j * stride : j * stride + k]
+            out[:, i, j] = reduce(window.reshape(x.shape[0], -1), axis=1)
     return out
 
 

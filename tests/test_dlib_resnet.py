@@ -10,7 +10,14 @@ import torch
 from explainface.inputs import to_tensor
 from explainface.models import create_model
 from explainface.models.dlib_resnet import DlibResNet, load_dlib_weights, padded_add, to_dlib_net
-from explainface.readers.dlib_dnn import DlibFormatError, DlibNet, anet_ops, parse_dlib_net, read_dlib_net, write_dlib_net
+from explainface.readers.dlib_dnn import (
+    DlibFormatError,
+    DlibNet,
+    anet_ops,
+    parse_dlib_net,
+    read_dlib_net,
+    write_dlib_net,
+)
 from reference_dlib import padded_add as padded_add_ref
 from reference_dlib import pool as pool_ref
 from reference_dlib import run_net

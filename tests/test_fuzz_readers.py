@@ -689,9 +689,8 @@ def test_fuzz_identity_folders(encoded_images, data, bad):
 @pytest.fixture(scope="module")
 def dlib_tiny_file():
     """A tiny dlib network of the face ResNet's structure, as bytes, and its ops."""
-    from test_dlib_resnet import tiny_net
-
     from explainface.readers.dlib_dnn import write_dlib_net
+    from test_dlib_resnet import tiny_net
 
     net = tiny_net()
     return write_dlib_net(None, net), net.ops

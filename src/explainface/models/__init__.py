@@ -2,8 +2,8 @@
 
 `create_model("vgg16_bn", width=0.25, input_size=112)` builds a VGG whose
 `target_layer` is a 14x14 ReLU map (`"iresnet50"` etc.: insightface's iresnets,
-target a ReLU after layer3; `"dlib_resnet"`: dlib's pretrained face ResNet); `FeatureCapture` reaches the target layer of any
-other `nn.Module` by name.
+target a ReLU after layer3; `"dlib_resnet"`: dlib's pretrained face ResNet);
+`FeatureCapture` reaches the target layer of any other `nn.Module` by name.
 """
 
 from explainface.models.capture import FeatureCapture, capture_features, find_module

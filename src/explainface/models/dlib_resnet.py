@@ -112,6 +112,7 @@ class DlibResNet(TargetMapNet):
         self.register_buffer("pixel_mean", torch.tensor(mean_rgb, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)  # fmt: skip
         self.target_layer = target_layer
+        self.target_layers = tuple(self.stage_names)
         self.embedding_dim = embedding_dim
         self.input_size = INPUT_SIZE
         self.in_chans = 3
@@ -203,3 +204,6 @@ def dlib_resnet(width: float = 1.0, input_size: int = INPUT_SIZE, embedding_dim:
         path = _weights_path(weights)
         load_dlib_weights(model, read_dlib_net(path), name=str(path))
     return model
+
+
+dlib_resnet.fixed = {"width": 1.0, "input_size": INPUT_SIZE, "embedding_dim": 128}

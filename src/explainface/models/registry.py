@@ -21,7 +21,9 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 def register_model(fn: _ModelFn) -> _ModelFn:
     """Register a builder under its function name; a second builder with the same name is an error.
 
-    A builder returns a module with a `target_layer` attribute (a dotted module name).
+    A builder returns a module with a `target_layer` attribute (a dotted module name). A builder of a
+    pretrained network of one shape says so in a `fixed` attribute (e.g. ``{"width": 1.0, "input_size": 150}``):
+    `describe_model` builds it at that shape whatever it is asked.
     """
     name = fn.__name__
     if name in _MODELS:
@@ -33,6 +35,11 @@ def register_model(fn: _ModelFn) -> _ModelFn:
 def list_models() -> list[str]:
     """Names of all registered networks, sorted."""
     return sorted(_MODELS)
+
+
+def pretrained_models() -> list[str]:
+    """Names of the registered networks that load their own pretrained weights (builders with a `fixed` shape)."""
+    return sorted(n for n, fn in _MODELS.items() if hasattr(fn, "fixed"))
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -50,6 +57,7 @@ def describe_model(name: str, **kwargs: Any) -> dict[str, Any]:
     The shapes come from one forward pass of a single zero image in eval mode
     (BatchNorm1d cannot normalise a batch of one in train mode).
     """
+    kwargs = {**kwargs, **getattr(_MODELS.get(name), "fixed", {})}
     model = create_model(name, **kwargs)
     model.eval()
     in_chans = getattr(model, "in_chans", 3)
@@ -61,6 +69,7 @@ def describe_model(name: str, **kwargs: Any) -> dict[str, Any]:
         "name": name,
         "params": sum(p.numel() for p in model.parameters()),
         "target_layer": model.target_layer,
+        "target_layers": list(getattr(model, "target_layers", [model.target_layer])),
         "target_shape": tuple(feat.shape[1:]),
         "embedding_dim": int(emb.shape[-1]),
     }

@@ -286,8 +286,10 @@ def _model_from(tensors: dict[str, torch.Tensor], state: dict, device: str | tor
         names = ", ".join(sorted(tensors)[:5]) or "none"
         raise InputError(f"{path}: holds no network weights (no 'model.*' tensors; it has {len(tensors)}: {names})")
 
-    def build() -> torch.nn.Module:
-        return create_model(m.name, width=m.width, input_size=m.input_size, embedding_dim=m.embedding_dim)
+    def build() -> torch.nn.Module:  # the trainer's network, less the weights file: the checkpoint holds them
+        from explainface.training.pretrained import build_network
+
+        return build_network(m, weights=False)
 
     model = _fit(build, weights, f"its config says {_model_label(m)}", path, device, lambda: _would_fit(weights, m))
     return model, cfg
@@ -350,8 +352,20 @@ class LoadedModel:
     source: str | None = None  # the checkpoint file, when loaded from one
 
 
+def _pretrained(model, device: str) -> LoadedModel | None:
+    """A registered pretrained network named `model` (one whose builder loads its own weights and says so with a
+    `fixed` shape: ``dlib_resnet``), when no file of that name exists; else None."""
+    from explainface.models.registry import create_model, pretrained_models
+
+    if not isinstance(model, str) or Path(model).exists() or model not in pretrained_models():
+        return None
+    net = create_model(model).to(_check_device(device)).eval()
+    return LoadedModel(net, int(net.input_size), net.target_layer, f"{model} (pretrained)")
+
+
 def load_model(model: str | Path | torch.nn.Module, device: str = "cpu") -> LoadedModel:
-    """A checkpoint path or an `nn.Module` (with `input_size` and `target_layer`) in eval mode, with a label.
+    """A checkpoint path, an `nn.Module` (with `input_size` and `target_layer`) or the name of a registered
+    pretrained network (``dlib_resnet``) in eval mode, with a label.
 
     A checkpoint that cannot be used is an `InputError` naming the file and the problem (`load_checkpoint`, and:
     its config does not build a network, its weights do not fit that network, or hold NaN/inf); an unusable
@@ -365,6 +379,9 @@ def load_model(model: str | Path | torch.nn.Module, device: str = "cpu") -> Load
         if layer is None:
             raise ValueError(f"{type(model).__name__} has no target_layer")
         return LoadedModel(model.to(dev).eval(), int(size), layer, type(model).__name__)
+    pretrained = _pretrained(model, device)
+    if pretrained is not None:
+        return pretrained
     tensors, state = load_checkpoint(model, device)  # read once: the network and its pair heads
     net, cfg = _model_from(tensors, state, device, model)
     m = cfg.model
