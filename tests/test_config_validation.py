@@ -44,12 +44,11 @@ BAD = [
     ("optim.batch_size=0", r"optim\.batch_size: must be an integer >= 1, got 0"),
     ("optim.epochs=0", r"optim\.epochs: must be an integer >= 1, got 0"),
     ("optim.epochs=-3", r"optim\.epochs: must be an integer >= 1"),
-    ("optim.max_steps=-15", r"optim\.max_steps: must be an integer >= 1 or null, got -15"),
-    ("optim.max_steps=0", r"optim\.max_steps: must be an integer >= 1 or null, got 0"),
-    ("data.kind=bogus", r"data\.kind: must be one of synthetic, folder, recordio, got 'bogus'"),
+    ("optim.max_steps=-15", r"optim\.max_steps: must be an integer >= 0 or null, got -15"),  # 0: save it untrained
+    ("data.kind=bogus", r"data\.kind: must be one of synthetic, folder, recordio, images, got 'bogus'"),
     # registries
     ("model.name=resnet50", r"model\.name: must be one of .*iresnet50.*vgg16_bn.*, got 'resnet50'"),
-    ("head.name=ArcFace", r"head\.name: must be one of arcface, cosface, partial_fc, softmax, got 'ArcFace'"),
+    ("head.name=ArcFace", r"head\.name: must be one of arcface, cosface, none, partial_fc, softmax, got 'ArcFace'"),
     ("head.margin=sphereface", r"head\.margin: must be one of arcface, cosface, none"),
     ("optim.schedule=linear", r"optim\.schedule: must be one of cosine, step, constant"),
     ("run.amp=fp32", r"run\.amp: must be one of auto, off, bf16, fp16"),
@@ -68,7 +67,8 @@ BAD = [
     ("model.width=" + "9" * 400, r"model\.width: must be a number in \(0, 8\], got 9+\.\.\.9+ \("),  # cut short
     ("run.channels_last=maybe", r"run\.channels_last: must be auto or true or false, got 'maybe'"),
     ("model.target_layer=''", r"model\.target_layer: must be a non-empty string or null"),
-    ("data.root=[a, b]", r"data\.root: must be a non-empty string or null"),
+    ("data.root=[a, b]", r"data\.root: a list of folders is read by data\.kind=images only"),
+    ("data.root=[a, '']", r"data\.root: must be a non-empty string or a list \(of a non-empty string\) or null"),
     # ranges
     ("model.dropout=1", r"model\.dropout: must be a number in \[0, 1\), got 1"),
     ("model.width=0", r"model\.width: must be a number in \(0, 8\]"),
@@ -279,8 +279,8 @@ def test_a_checkpoint_config_and_a_config_edited_in_code_are_checked_too(tmp_pat
         config_from_dict([])
     cfg = load_config(None, TINY)
     assert check_config(cfg) is cfg
-    cfg.optim.max_steps = 0  # `o.max_steps or ...` used to read this as "no limit"
-    with pytest.raises(InputError, match=r"^the trainer's config: optim\.max_steps: must be an integer >= 1 or null"):
+    cfg.optim.max_steps = -1  # (0 is fine: the network saved untrained; `o.max_steps or ...` read it as "no limit")
+    with pytest.raises(InputError, match=r"^the trainer's config: optim\.max_steps: must be an integer >= 0 or null"):
         from explainface.training.trainer import Trainer
 
         Trainer(cfg, tmp_path / "run", progress=False)

@@ -394,3 +394,82 @@ def test_a_large_photo_is_cropped_from_a_reduced_decode_in_full_image_pixels():
     assert np.abs(crop.astype(float) - full_crop.astype(float)).mean() < 12
     small = cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))[1]
     assert crop_face_file(small, "small.png", det, size=112)[1] == crop_face(face, det, size=112)[1]
+
+
+# --- aligned chips (crop="chip") ----------------------------------------------------------------------------------
+
+needs_dlib = pytest.mark.skipif(not detect.dlib_available(), reason="dlib is not installed (pip install dlib-bin)")
+
+
+@needs_dlib
+def test_a_chip_cache_records_its_mode_and_never_mixes_with_square_crops(tree: Path, tmp_path: Path):
+    from explainface.faces.chip import chip_face
+    from explainface.faces.crop import chip_transform_of, is_model_input_folder
+
+    dst = tmp_path / "dst"
+    r = crop_folder(tree, dst, size=48, detector=FakeDetector(), crop="chip", image_format="png", progress=False)
+    assert (r.total, r.cropped, r.no_face, r.centre_cropped, r.unreadable) == (9, 6, 1, 1, 2)
+    meta = read_crop_meta(dst)
+    assert (meta["crop"], meta["chip_padding"], meta["margin"], meta["size"]) == ("chip", 0.25, None, 48)
+    assert is_model_input_folder(dst)  # verify / explain take a chip cache as model inputs, only resized
+    rows = {row["image"]: row for row in read_crop_index(dst)}
+    chip, info = chip_face(read_image_rgb(tree / "person1/img1.jpg"), FakeDetector(), 48)
+    np.testing.assert_array_equal(read_image_rgb(dst / "person1/img1.png"), chip)
+    np.testing.assert_allclose(chip_transform_of(rows["person1/img1.png"]).ravel(), info.transform, rtol=0, atol=0)
+    assert rows["person0/blank.png"]["status"] == "centre"
+    with pytest.warns(UserWarning, match="other settings"):  # a square crop into the chip cache: all redone
+        r = crop_folder(tree, dst, size=48, detector=FakeDetector(), image_format="png", progress=False)
+    assert (r.cropped, r.cached) == (6, 0) and read_crop_meta(dst)["crop"] == "detect"
+    assert "t00" not in read_crop_index(dst)[0]
+    with pytest.warns(UserWarning, match="other settings"):
+        r = crop_folder(tree, dst, size=48, detector=FakeDetector(), crop="chip", image_format="png", progress=False)
+    assert (r.cropped, r.cached) == (6, 0)
+    r = crop_folder(tree, dst, size=48, detector=FakeDetector(), crop="chip", image_format="png", progress=False)
+    assert (r.cropped, r.cached) == (0, 7)
+
+
+def test_a_square_crop_cache_made_before_chips_existed_is_still_reused(tree: Path, tmp_path: Path):
+    dst = tmp_path / "dst"
+    crop_folder(tree, dst, size=48, detector=FakeDetector(), progress=False)
+    meta = json.loads((dst / META_FILE).read_text())
+    del meta["crop"]  # the meta of an earlier version
+    (dst / META_FILE).write_text(json.dumps(meta))
+    r = crop_folder(tree, dst, size=48, detector=FakeDetector(), progress=False)
+    assert (r.cropped, r.cached) == (0, 7)
+
+
+def test_a_chip_takes_no_margin_and_modes_are_checked(tree: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="margin"):
+        crop_folder(tree, tmp_path / "dst", detector=FakeDetector(), margin=0.3, crop="chip", progress=False)
+    with pytest.raises(ValueError, match="crop must be"):
+        crop_folder(tree, tmp_path / "dst", detector=FakeDetector(), crop="none", progress=False)
+
+
+@needs_dlib
+def test_crop_files_makes_chips_in_any_layout_and_keeps_them_apart_from_crops(tree: Path, tmp_path: Path):
+    from explainface.faces.crop import FILES_META, crop_files
+
+    paths = [tree / "person0/img0.jpg", tree / "person1/img2.png"]
+    chips = crop_files(paths, tree, tmp_path / "dst", size=40, detector=FakeDetector(), progress=False, crop="chip")
+    assert [read_image_rgb(p).shape for p in chips] == [(40, 40, 3)] * 2
+    assert json.loads((tmp_path / "dst" / FILES_META).read_text())["crop"] == "chip"
+    first = chips[0].read_bytes()
+    crop_files(paths, tree, tmp_path / "dst", size=40, detector=FakeDetector(), progress=False)  # square crops now
+    assert chips[0].read_bytes() != first
+
+
+@needs_dlib
+def test_the_crop_command_aligns_with_align_or_crop_chip(tree: Path, tmp_path: Path, capsys):
+    from explainface.errors import InputError
+
+    parser = argparse.ArgumentParser()
+    add_crop_parser(parser.add_subparsers())
+    dst = tmp_path / "dst"
+    args = parser.parse_args(["crop", str(tree), str(dst), "--align", "--detector", "haar", "--quiet"])
+    assert args.crop == "chip" and args.func(args) == 0
+    assert "aligned chips, padding 0.25" in capsys.readouterr().out
+    meta = json.loads((dst / META_FILE).read_text())
+    assert (meta["crop"], meta["size"]) == ("chip", 150)  # dlib's chip size unless --size says otherwise
+    args = parser.parse_args(["crop", str(tree), str(dst), "--crop", "chip", "--margin", "0.3"])
+    with pytest.raises(InputError, match="--margin"):
+        args.func(args)

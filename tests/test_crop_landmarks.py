@@ -117,3 +117,28 @@ def test_the_crop_command_writes_landmarks_on_request(tmp_path):
     faces = sum(r["status"] == "face" for r in read_crop_index(tmp_path / "crops"))
     assert written + int(line.split("cached, ")[1].split()[0]) == 2 and written <= faces
     assert len(list((tmp_path / "crops").glob("*/*.pts"))) == written
+
+
+def test_a_chip_cache_gets_landmarks_through_each_chips_affine(tmp_path):
+    from explainface.faces import detect
+    from explainface.faces.align import transform_points
+    from explainface.faces.crop import chip_transform_of
+    from realdata import real_data
+
+    if not detect.dlib_available():
+        pytest.skip("dlib is not installed (pip install dlib-bin)")
+    helen = real_data("helen", "testset")
+    person = tmp_path / "src" / "helen"
+    person.mkdir(parents=True)
+    stems = sorted(p.with_suffix("") for p in helen.glob("*.pts"))[:3]
+    for stem in stems:
+        (person / stem.with_suffix(".jpg").name).symlink_to(stem.with_suffix(".jpg"))
+    crop_folder(tmp_path / "src", tmp_path / "chips", size=150, detector="hog", crop="chip", progress=False)
+    assert landmark_crops(tmp_path / "chips", progress=False)["written"] == 3
+    for row in read_crop_index(tmp_path / "chips"):
+        transform = chip_transform_of(row)
+        assert transform is not None and transform.shape == (2, 3)
+        truth = transform_points(read_pts(helen / (row["source"].split("/")[1].rsplit(".", 1)[0] + ".pts")), transform)
+        got = read_pts((tmp_path / "chips" / row["image"]).with_suffix(".pts"))
+        iod = np.linalg.norm(truth[36:42].mean(0) - truth[42:48].mean(0))
+        assert np.linalg.norm(got - truth, axis=1).mean() < 0.08 * iod, row["source"]

@@ -140,3 +140,28 @@ def test_any_layer_can_be_measured_and_its_channel_count_is_reported(export, ckp
     assert res["layer"] == "features.relu4_2" and len(res["channels"]) == 64
     with pytest.raises(ValueError, match="no_such_layer"):
         explain(ckpt, export / "heldout", tmp_path / "ex2", layer="features.no_such_layer", progress=False)
+
+
+def test_explain_on_aligned_chips_carries_the_landmarks_and_skips_bad_files(ckpt, export, tmp_path, capsys):
+    from explainface.cli import main
+    from explainface.faces import detect
+
+    if not detect.dlib_available():
+        pytest.skip("dlib is not installed (pip install dlib-bin)")
+    helen = real_data("helen", "testset")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for stem in sorted(p.with_suffix("") for p in helen.glob("*.pts"))[:4]:
+        for ext in (".jpg", ".pts"):
+            (folder / (stem.name + ext)).symlink_to(stem.with_suffix(ext))
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "ex"
+    assert main(["explain", "--model", str(ckpt), "--data", str(folder), "--out", str(out), "--crop", "chip",
+                 "--landmarks", "file", "--images", "4", "--runs", "2", "--quiet"]) == 0  # fmt: skip
+    res = json.loads((out / "explainability.json").read_text())
+    assert res["images"] == 4 and res["label_sources"] == {"pts": 4}
+    assert res["skipped"] == 1 and list(res["skipped_files"]) == ["broken.jpg"]
+    # a .parts.png label map is warped into the chip with its face (synthetic faces: chips of the centre box)
+    samples = list(folder_samples(export / "heldout", 112, crop="chip", limit=2, progress=False))
+    assert [s.source for s in samples] == ["parts.png"] * 2
+    assert all(s.image.shape == (112, 112, 3) and {4, 5, 6} <= set(np.unique(s.labels).tolist()) for s in samples)

@@ -171,3 +171,41 @@ def test_dlib_reference_runs_on_a_few_real_lfw_pairs(lfw_pairs, tmp_path):
     report = json.loads((tmp_path / "out" / "verification.json").read_text())
     assert report["auc"] > 0.9  # dlib separates these easily
     assert set(report["variants"]) == {"euclidean_no_mirror", "euclidean_flip_mean"}
+
+
+def test_verify_with_crop_chip_embeds_dlibs_aligned_chips(lfw_pairs, tmp_path):
+    import json
+
+    from explainface.faces import detect
+
+    if not detect.dlib_available():
+        pytest.skip("dlib is not installed (pip install dlib-bin)")
+    import dlib
+
+    from checkpoints import tiny_checkpoint
+    from explainface.cli import main
+    from explainface.faces.chip import SHAPE_PREDICTOR_5_FILE, chip_face
+    from explainface.readers.images import load_image_rgb, read_image_rgb
+    from explainface.readers.pairs import read_pairs, write_csv_pairs
+
+    pl = read_pairs(lfw_pairs)
+    rows = [(pl.images[pl.a[i]].path, pl.images[pl.b[i]].path, bool(pl.same[i])) for i in (0, 1, 300, 301)]
+    csv = write_csv_pairs(tmp_path / "few.csv", rows)
+    ckpt = tiny_checkpoint(tmp_path / "m.safetensors", input_size=112)
+    out = tmp_path / "out"
+    assert main(["verify", "--model", str(ckpt), "--pairs", str(csv), "--out", str(out), "--crop", "chip",
+                 "--workers", "0", "--quiet"]) == 0  # fmt: skip
+    assert json.loads((out / "verification.json").read_text())["pairs"] == 4
+    assert json.loads((out / "chips112" / "crop_meta.json").read_text())["crop"] == "chip"
+    assert not (out / "crops112").exists()
+    first = rows[0][0]
+    image = load_image_rgb(first)
+    chip, _ = chip_face(image, detect.create_detector("hog"), 112)
+    cached = read_image_rgb(out / "chips112" / first.parent.name / (first.stem + ".jpg"))
+    assert np.abs(cached.astype(int) - chip.astype(int)).mean() < 2  # the same chip, through a JPEG (quality 95)
+    # at 150 px, the chip `verify --model dlib` gives dlib's ResNet (HOG at upsample 1, 5 points), pixel for pixel
+    hog = dlib.get_frontal_face_detector()
+    rect = hog(image, 1)[0]
+    shape = dlib.shape_predictor(str(detect.face_recognition_model_path(SHAPE_PREDICTOR_5_FILE)))(image, rect)
+    np.testing.assert_array_equal(chip_face(image, detect.create_detector("hog"), 150)[0],
+                                  dlib.get_face_chip(image, shape, size=150, padding=0.25))  # fmt: skip

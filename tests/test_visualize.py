@@ -243,6 +243,19 @@ def test_detect_crop_brings_a_large_photo_to_the_input_size(tmp_path):
     assert faces.images[0].shape == (SIZE, SIZE, 3)
 
 
+def test_chip_crop_cuts_dlibs_aligned_chip():
+    from explainface.faces import detect
+    from explainface.faces.chip import chip_face
+    from explainface.readers.images import load_image_rgb
+    from realdata import real_data
+
+    if not detect.dlib_available():
+        pytest.skip("dlib is not installed (pip install dlib-bin)")
+    path = sorted(real_data("helen", "testset").glob("*.jpg"))[0]
+    faces = load_faces([path], SIZE, crop="chip")
+    np.testing.assert_array_equal(faces.images[0], chip_face(load_image_rgb(path), detect.create_detector(), SIZE)[0])
+
+
 def test_bad_image_files_are_named(tmp_path):
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not an image")

@@ -173,17 +173,24 @@ def test_the_why_command_explains_a_pair_and_writes_json_png_and_a_summary(tmp_p
     assert img is not None and img.shape[1] >= 600
 
 
-def test_a_face_without_landmarks_is_named(tmp_path):
+@pytest.mark.parametrize("crop", ["none", "chip"])
+def test_a_face_without_landmarks_is_named(tmp_path, crop):
     import cv2
 
+    from explainface.faces.detect import dlib_available
     from explainface.parts.samples import face_sample
 
     path = tmp_path / "plain.png"
     cv2.imwrite(str(path), np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match="plain.png: no .pts"):
-        face_sample(path, 56, crop="none", landmarks="file")
+        face_sample(path, 56, crop=crop, landmarks="file")
+    if crop == "chip" and not dlib_available():
+        pytest.skip("dlib is not installed (pip install dlib-bin)")
     with pytest.raises(ValueError, match="plain.png: no landmarks file and dlib found no face"):
-        face_sample(path, 56, crop="none", landmarks="auto")
+        face_sample(path, 56, crop=crop, landmarks="auto")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        face_sample(tmp_path / "broken.jpg", 56, crop=crop)
 
 
 def test_the_why_command_measures_faithfulness_over_pairs(tmp_path):

@@ -42,6 +42,7 @@ _EXPORTS = {
     "load_config": "explainface.training.config",
     "Trainer": "explainface.training.trainer",
     "train": "explainface.training.trainer",
+    "retrofit": "explainface.training.retrofit",
     "load_model": "explainface.training.checkpoint",
     # evaluate, explain, report
     "verify": "explainface.evaluate.verify",

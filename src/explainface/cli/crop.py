@@ -1,4 +1,5 @@
-"""`explainface crop`: square face crops of identity folders, cached (`explainface.faces.crop`)."""
+"""`explainface crop`: square face crops (or dlib's aligned chips, `--crop chip`) of identity folders, cached
+(`explainface.faces.crop`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import warnings
 from pathlib import Path
 
 from explainface.argtypes import int_at_least
+from explainface.errors import InputError
+from explainface.faces.align import CHIP_PADDING, CHIP_SIZE
 from explainface.faces.crop import (
+    CUT_MODES,
     DEFAULT_SIZE,
     IMAGE_FORMATS,
     REPORT_FILE,
@@ -20,20 +24,24 @@ def add_crop_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     """The `crop` subcommand: `explainface crop SRC DST [--size] [--margin] [--detector] [--workers] ...`."""
     c = subparsers.add_parser(
         "crop",
-        help="detect faces in identity folders and write square crops (no alignment), cached",
+        help="detect faces in identity folders and write square crops (no alignment) or aligned chips, cached",
         description="Mirror SRC/<identity>/<image> to DST/<identity>/<stem>.jpg: the main face, an axis-aligned "
-        "square with a margin, resized. Re-running only crops new or changed images.",
+        "square with a margin, resized; or with --crop chip (--align) dlib's aligned face chip (5-point landmarks, "
+        f"similarity transform, padding {CHIP_PADDING}). Re-running only crops new or changed images.",
     )
     c.add_argument("src", help="identity folders: SRC/<identity>/<image>")
     c.add_argument("dst", help="output folder (crops, crop_meta.json, crop_index.csv, crop_report.json)")
-    c.add_argument(
-        "--size", type=int_at_least(16), default=DEFAULT_SIZE, help=f"crop side in pixels (default {DEFAULT_SIZE})"
-    )
+    c.add_argument("--size", type=int_at_least(16), default=None,
+                   help=f"crop side in pixels (default {DEFAULT_SIZE}; chips {CHIP_SIZE})")  # fmt: skip
+    c.add_argument("--crop", choices=CUT_MODES, default="detect",
+                   help="detect: square around the face box, no alignment (default); chip: dlib's aligned face chip "
+                   "(dlib's 5-point landmarks; what --model dlib and dlib_resnet take)")  # fmt: skip
+    c.add_argument("--align", action="store_const", dest="crop", const="chip", help="the same as --crop chip")
     c.add_argument(
         "--margin",
         type=float,
         default=None,
-        help="fraction of the face box added around it in total (default: per detector; hog 0.4)",
+        help="fraction of the face box added around it in total (default: per detector; hog 0.4; not for chips)",
     )
     c.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help="face detector (default hog)")
     c.add_argument("--workers", type=int_at_least(0), default=0, help="processes (default 0: in this process)")
@@ -54,21 +62,27 @@ def add_crop_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def run_crop(args: argparse.Namespace) -> int:
     """Run `crop_folder` from parsed arguments and print a short summary; 1 when no image could be read."""
+    crop = getattr(args, "crop", "detect")
+    if crop == "chip" and args.margin is not None:
+        raise InputError(f"--margin is for square crops; a chip's padding is dlib's {CHIP_PADDING}")
+    size = args.size if args.size is not None else (CHIP_SIZE if crop == "chip" else DEFAULT_SIZE)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"\d+ unreadable image", UserWarning)  # the summary names them
         r = crop_folder(
             args.src,
             args.dst,
-            size=args.size,
+            size=size,
             margin=args.margin,
             detector=args.detector,
             workers=args.workers,
             on_missing=args.on_missing,
             image_format=args.format,
             progress=not args.quiet,
+            crop=crop,
         )
     s = r.settings
-    print(f"crops:      {r.dst_root}  ({s['size']} px {s['image_format']}, {s['detector']}, margin {s['margin']})")
+    how = f"margin {s['margin']}" if crop != "chip" else f"aligned chips, padding {s['chip_padding']}"
+    print(f"crops:      {r.dst_root}  ({s['size']} px {s['image_format']}, {s['detector']}, {how})")
     missing = "centre-cropped" if s["on_missing"] == "center" else "skipped"
     print(
         f"images:     {r.total} = {r.cropped} cropped + {r.no_face} without a face ({missing}) + {r.unreadable} "

@@ -16,7 +16,8 @@ def add_explain_parser(subparsers) -> None:
         help="explainability metrics: part explainability, location consistency, activation robustness",
         description="Measure how part-like the target layer's channels are (paper Tables 2, 4, 5): faces with part "
         "labels (a folder with .pts landmarks or .parts.png label maps, dlib landmarks otherwise; or 'synthetic') "
-        "are cropped as for verify, the target-layer maps compared with the parts. Writes explainability.json, "
+        "are cropped as for verify (or cut as dlib's aligned chips, --crop chip, the landmarks carried into "
+        "them), the target-layer maps compared with the parts. Writes explainability.json, "
         "channel_dictionary.json and channel_dictionary.md.",
     )
     e.add_argument("--model", required=True, help="checkpoint (.safetensors)")
@@ -43,7 +44,10 @@ def add_explain_parser(subparsers) -> None:
     e.add_argument("--layer", default=None, help="target layer (default: the checkpoint's, e.g. features.relu5_3)")
     e.add_argument("--rho", type=float_in(0, 1), default=0.1, help="peak prominence threshold, relative to the map max")
     e.add_argument("--limit", type=int_at_least(1), default=None, help="use at most this many faces (default: all)")
-    e.add_argument("--crop", default="auto", choices=("auto", "detect", "none"))
+    e.add_argument("--crop", default="auto", choices=("auto", "detect", "none", "chip"),
+                   help="detect: square crops as verify's (no alignment); chip: dlib's aligned face chips, the "
+                   "landmarks carried into them; none: only resize; auto (default): none for a crop cache or "
+                   "synthetic export, else detect")  # fmt: skip
     e.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
     e.add_argument("--landmarks", default="auto", choices=("auto", "file"), help="auto: dlib where no file")
     e.add_argument("--batch", type=int_at_least(1), default=64)

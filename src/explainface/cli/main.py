@@ -18,6 +18,7 @@ from explainface.cli.explain import add_explain_parser
 from explainface.cli.models import add_models_parser, add_templates_parser
 from explainface.cli.parts import add_parts_parser
 from explainface.cli.report import add_report_parser
+from explainface.cli.retrofit import add_retrofit_parser
 from explainface.cli.synth import add_synth_parser
 from explainface.cli.train import add_train_parser
 from explainface.cli.verify import add_verify_parser
@@ -34,6 +35,7 @@ COMMANDS = (
     add_parts_parser,
     add_verify_parser,
     add_train_parser,
+    add_retrofit_parser,
     add_explain_parser,
     add_visualize_parser,
     add_why_parser,

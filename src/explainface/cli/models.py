@@ -11,13 +11,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from explainface.models import describe_model, list_models
 
     rows = [describe_model(name, width=args.width, input_size=args.input_size) for name in list_models()]
-    header = f"{'name':<11} {'params':>10} {'target layer':<22} {'target map':<14} {'embedding':>9}  other target layers"
+    header = f"{'name':<11} {'params':>10} {'target layer':<22} {'target map':<14} {'embedding':>9}  other targets"
     print(header)
     print("-" * len(header))
     for r in rows:
         shape = "x".join(str(s) for s in r["target_shape"])
         others = ", ".join(t for t in r["target_layers"] if t != r["target_layer"])
-        print(f"{r['name']:<11} {r['params']:>10,} {r['target_layer']:<22} {shape:<14} {r['embedding_dim']:>9}  {others}")
+        row = f"{r['name']:<11} {r['params']:>10,} {r['target_layer']:<22} {shape:<14} {r['embedding_dim']:>9}"
+        print(f"{row}  {others}")
     print("(a pretrained network is shown at its own shape: dlib_resnet takes 150 px aligned chips, --crop chip)")
     return 0
 

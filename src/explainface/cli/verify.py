@@ -26,7 +26,8 @@ def add_verify_parser(sub: argparse._SubParsersAction) -> None:
         help="face verification: 10-fold accuracy, AUC, EER, TAR@FAR and ROC on a pair set",
         description="Verify a model on pairs (LFW pairs.txt, insightface .bin, CSV path_a,path_b,same, or the "
         "CFP-FF/CFP-FP protocols of a CFP release folder). "
-        "Images are cropped without alignment at the model's input size (cached). --model dlib runs dlib's "
+        "Images are cropped without alignment at the model's input size (cached), or cut as dlib's aligned face "
+        "chips with --crop chip. --model dlib runs dlib's "
         "pretrained embedding as an external reference.",
     )
     ve.add_argument("--model", required=True, help='checkpoint (.safetensors) or "dlib"')
@@ -38,11 +39,13 @@ def add_verify_parser(sub: argparse._SubParsersAction) -> None:
                     help="CFP: FF (frontal-frontal) or FP (frontal-profile)")  # fmt: skip
     ve.add_argument("--root", default=None, help="image folder (default: the pairs file's folder)")
     ve.add_argument("--out", required=True, help="writes verification.json and roc.png here")
-    ve.add_argument("--crops", default=None, help="crop cache folder (default: OUT/crops<size>)")
+    ve.add_argument("--crops", default=None,
+                    help="crop cache folder (default: OUT/crops<size>; chips: OUT/chips<size>)")  # fmt: skip
     ve.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
     ve.add_argument(
-        "--crop", default="auto", choices=("auto", "detect", "none"),
-        help="detect: crop faces; none: images are model-input crops, only resized; auto (default): none for a "
+        "--crop", default="auto", choices=("auto", "detect", "none", "chip"),
+        help="detect: crop faces (square, no alignment); chip: dlib's aligned face chips (5-point landmarks, "
+        "padding 0.25); none: images are model-input crops, only resized; auto (default): none for a "
         "synthetic export or crop cache, else detect",
     )  # fmt: skip
     ve.add_argument("--workers", type=int_at_least(0), default=2)

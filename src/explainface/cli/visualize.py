@@ -61,8 +61,9 @@ def add_visualize_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     v.add_argument(
         "--crop",
         default="auto",
-        choices=("auto", "detect", "none"),
-        help="auto: faces already square at the input size are used as they are, others detected",
+        choices=("auto", "detect", "none", "chip"),
+        help="auto: faces already square at the input size are used as they are, others detected; detect: square "
+        "crops; chip: dlib's aligned face chips; none: only resize",
     )
     v.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
     v.add_argument("--seed", type=int, default=0, help="synthetic faces' seed")

@@ -32,7 +32,9 @@ def add_why_parser(subparsers) -> None:
     w.add_argument("--pairs", default=None, help="measure faithfulness over these pairs instead (verify's formats)")
     w.add_argument("--root", default=None, help="image folder of --pairs")
     w.add_argument("--limit", type=int_at_least(1), default=200, help="--pairs: pairs drawn (default 200)")
-    w.add_argument("--crop", default="auto", choices=("auto", "detect", "none"))
+    w.add_argument("--crop", default="auto", choices=("auto", "detect", "none", "chip"),
+                   help="as explain's: detect (square, no alignment), chip (dlib's aligned face chips), none, "
+                   "auto")  # fmt: skip
     w.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
     w.add_argument("--device", default="cpu")
     w.add_argument("--quiet", action="store_true")

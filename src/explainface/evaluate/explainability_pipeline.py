@@ -56,6 +56,7 @@ def explain(
     """
     from explainface.evaluate.explainability import ExplainabilityAccumulator, masks_from_labels
     from explainface.evaluate.peak_locations import PeakLocations
+    from explainface.faces.crop import model_cut
     from explainface.inputs import to_tensor
     from explainface.models.capture import FeatureCapture, find_module
     from explainface.training.checkpoint import load_model, model_name
@@ -70,7 +71,7 @@ def explain(
     find_module(net, layer)  # a wrong name fails before any face is loaded
     counts = SampleCounts()
     n = limit if limit is not None or str(faces) != SYNTHETIC else max(n_faces, 200)
-    samples = face_samples(faces, size, crop, detector, landmarks, n, seed, counts, progress)
+    samples = face_samples(faces, size, crop, detector, landmarks, n, seed, counts, progress, model_cut(net))
 
     acc = ExplainabilityAccumulator(size=size, rho=rho)
     peaks = PeakLocations(size)
@@ -127,6 +128,7 @@ def average_peaks(model: str | Path, data: str | Path, out_dir: str | Path, limi
     existed; channels are coloured by the part of `out_dir`'s channel_dictionary.json when there is one."""
     from explainface.evaluate.peak_locations import PeakLocations
     from explainface.evaluate.scoring import target_maps
+    from explainface.faces.crop import model_cut
     from explainface.inputs import to_tensor
     from explainface.training.checkpoint import load_model
 
@@ -135,7 +137,8 @@ def average_peaks(model: str | Path, data: str | Path, out_dir: str | Path, limi
     loaded = load_model(model, device)
     peaks = PeakLocations(loaded.input_size)
     counts = SampleCounts()
-    samples = face_samples(data, loaded.input_size, crop, detector, landmarks, limit, seed, counts, progress)
+    samples = face_samples(data, loaded.input_size, crop, detector, landmarks, limit, seed, counts, progress,
+                           model_cut(loaded.model))
     for chunk in batched(samples, batch):
         x = torch.stack([to_tensor(s.image) for s in chunk]).to(device)
         with torch.no_grad():

@@ -326,12 +326,12 @@ def deletion_figure(summary: dict, out_png: str | Path, title: str = "Deletion c
     return out
 
 
-def _resolve_crop(path: Path, crop: str) -> str:
+def _resolve_crop(path: Path, crop: str, cut: str = "detect") -> str:
     from explainface.faces.crop import is_model_input_folder
 
     if crop != "auto":
         return crop
-    return "none" if is_model_input_folder(path.parent) or is_model_input_folder(path.parent.parent) else "detect"
+    return "none" if is_model_input_folder(path.parent) or is_model_input_folder(path.parent.parent) else cut
 
 
 def _drawn_pairs(total: int, limit: int | None, seed: int) -> np.ndarray:
@@ -345,8 +345,9 @@ class _PairFaces:
     """`face(j)`: image j of a pair list as a `PartSample` (loaded once), or the reason it is unusable (a str);
     `skipped` names the unusable images with their reasons."""
 
-    def __init__(self, plist, size: int, crop: str, detector: str, landmarks: str) -> None:
+    def __init__(self, plist, size: int, crop: str, detector: str, landmarks: str, cut: str = "detect") -> None:
         self.plist, self.size, self.crop, self.detector, self.landmarks = plist, size, crop, detector, landmarks
+        self.cut = cut
         self.detectors: dict[str, object] = {}
         self.faces: dict[int, object] = {}
         self.skipped: dict[str, str] = {}
@@ -360,8 +361,8 @@ class _PairFaces:
             try:
                 if ref.path is None:
                     raise ValueError("an image held in the pair file has no part labels beside it")
-                how = _resolve_crop(ref.path, self.crop)
-                if how == "detect" and self.detector not in self.detectors:
+                how = _resolve_crop(ref.path, self.crop, self.cut)
+                if how in ("detect", "chip") and self.detector not in self.detectors:
                     self.detectors[self.detector] = create_detector(self.detector)
                 self.faces[j] = face_sample(ref.path, self.size, how, self.detectors.get(self.detector),
                                             self.landmarks, name=ref.name)  # fmt: skip
@@ -453,7 +454,9 @@ def faithfulness(
     scorer = create_scorer("xcos", loaded) if "xcos" in loaded.pair_heads else None
     orders = [o for o in ORDERS if o != "xcos" or scorer is not None]
 
-    face = _PairFaces(plist, size, crop, detector, landmarks)
+    from explainface.faces.crop import model_cut
+
+    face = _PairFaces(plist, size, crop, detector, landmarks, model_cut(model))
     records, skipped_pairs = [], {}
     for i in tqdm(chosen.tolist(), desc="pairs", unit="pair", disable=not progress):
         ia, ib = int(plist.a[i]), int(plist.b[i])

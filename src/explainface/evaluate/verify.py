@@ -6,7 +6,9 @@ Two kinds of model share it:
   pipeline (detector, square crop, resize to the model's input size; crops are
   cached), embedded with the horizontal-flip sum, L2-normalised; folders that
   already hold model-input crops (a synthetic export, a crop cache) are only
-  resized (`crop="auto"`);
+  resized (`crop="auto"`); `crop="chip"` cuts dlib's aligned face chips instead
+  (`faces.chip`: the detector, dlib's 5-point landmarks, a similarity
+  transform; cached as `chips<size>`), what dlib's ResNet ported to PyTorch takes;
 * ``dlib``: dlib's pretrained ResNet embedding from `face_recognition_models`,
   with dlib's own detectors (HOG, and its CNN detector where HOG finds nothing)
   and 5-point face chip (150 px, padding 0.25), as dlib does it, on the main
@@ -93,10 +95,12 @@ def _resized(path, size: int, i: int, out: list, skipped: dict[int, str], name: 
 
 
 def crop_images(
-    refs, size: int, crops_dir: Path, detector: str, workers: int, progress: bool, crop: str = "auto"
+    refs, size: int, crops_dir: Path, detector: str, workers: int, progress: bool, crop: str = "auto",
+    cut: str = "detect",
 ) -> tuple[list[np.ndarray | None], dict[int, str]]:
-    """(crops, skipped): the crop of each pair image at `size` (no alignment; cached under `crops_dir`), and the
-    images that cannot be read as {index: reason}, their crops None.
+    """(crops, skipped): the crop of each pair image at `size` (no alignment, or an aligned chip with
+    `crop="chip"`; cached under `crops_dir`), and the images that cannot be read as {index: reason}, their crops
+    None.
 
     Only these images are read: images on disk in an identity-folder tree are cropped with `crop_folder`
     (parallel, cached) on a tree of links to them, never on the rest of the folder; other layouts file by file
@@ -105,24 +109,23 @@ def crop_images(
     """
     from explainface.faces.crop import is_model_input_folder
 
-    if crop not in ("auto", "detect", "none"):
-        raise InputError(f'crop must be "auto", "detect" or "none", got {crop!r}')
+    _check_crop(crop)
     out: list[np.ndarray | None] = [None] * len(refs)
     skipped: dict[int, str] = {}
     on_disk = [(i, r.path) for i, r in enumerate(refs) if getattr(r, "path", None) is not None]
     paths = [p for _, p in on_disk]
     if on_disk and crop == "auto":
         here = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-        crop = "none" if is_model_input_folder(here) or is_model_input_folder(_common_root(paths)) else "detect"
+        crop = "none" if is_model_input_folder(here) or is_model_input_folder(_common_root(paths)) else cut
     if on_disk and crop == "none":
         for i, p in on_disk:
             _resized(p, size, i, out, skipped)
     elif on_disk:
         if _identity_layout(paths):
-            made = _crop_identity_folders(paths, crops_dir, size, detector, workers, progress)
+            made = _crop_identity_folders(paths, crops_dir, size, detector, workers, progress, crop)
         else:  # another layout (CFP: NNN/frontal/XX.jpg): crop file by file, cached the same way
             root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-            made = _crop_files_skipping(paths, root, crops_dir, size, detector, progress)
+            made = _crop_files_skipping(paths, root, crops_dir, size, detector, progress, crop)
         for (i, _), cached in zip(on_disk, made):
             if isinstance(cached, str):
                 skipped[i] = cached
@@ -150,8 +153,15 @@ def _link(target: Path, link: Path) -> None:
     raise OSError(f"cannot link or copy {target} to {link}")
 
 
+def _check_crop(crop) -> None:
+    from explainface.faces.crop import CROP_MODES
+
+    if crop not in CROP_MODES:
+        raise InputError(f"crop must be one of {', '.join(map(repr, CROP_MODES))}, got {crop!r}")
+
+
 def _crop_identity_folders(paths: list[Path], crops_dir: Path, size: int, detector, workers: int,
-                           progress: bool) -> list[Path | str]:  # fmt: skip
+                           progress: bool, crop: str = "detect") -> list[Path | str]:  # fmt: skip
     """`crop_folder` for exactly these images of `root/<identity>/<file>`: it crops a temporary tree of links to
     them (the cache, `crops_dir/<identity>/<stem>.jpg`, is the same as for the whole folder). The crop of each
     path, or why there is none."""
@@ -175,7 +185,8 @@ def _crop_identity_folders(paths: list[Path], crops_dir: Path, size: int, detect
         if src.is_dir():
             with warnings.catch_warnings():  # verify names the unreadable images itself
                 warnings.filterwarnings("ignore", message=r".*unreadable image")
-                report = crop_folder(src, crops_dir, size=size, detector=detector, workers=workers, progress=progress)
+                report = crop_folder(src, crops_dir, size=size, detector=detector, workers=workers, progress=progress,
+                                     crop=crop)  # fmt: skip
             reasons = report.unreadable_reasons
             _name_source(crops_dir, root, len(paths))
         else:
@@ -208,7 +219,7 @@ def _name_source(crops_dir: Path, root: Path, count: int) -> None:
 
 
 def _crop_files_skipping(paths: list[Path], root: Path, crops_dir: Path, size: int, detector,
-                         progress: bool) -> list[Path | str]:  # fmt: skip
+                         progress: bool, crop: str = "detect") -> list[Path | str]:  # fmt: skip
     """`crop_files` that skips the images it cannot read: the crop of each path, or why there is none. An image
     that fails is taken out and the rest cropped again (what was cropped is cached, so a retry only stats)."""
     from explainface.faces.crop import crop_files
@@ -229,7 +240,8 @@ def _crop_files_skipping(paths: list[Path], root: Path, crops_dir: Path, size: i
             todo.append(j)
     while todo:
         try:
-            crops = crop_files([paths[j] for j in todo], root, crops_dir, size, detector=det, progress=progress)
+            crops = crop_files([paths[j] for j in todo], root, crops_dir, size, detector=det, progress=progress,
+                               crop=crop)  # fmt: skip
         except (OSError, ValueError) as e:
             text, name = str(e), getattr(e, "filename", None)
             name = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else None
@@ -340,8 +352,7 @@ def _check_options(model, batch, workers, dlib_jitters, precision, crop, score, 
     _whole(dlib_jitters, "dlib_jitters", 0)
     if precision not in ("fp32", "bf16"):
         raise InputError(f'precision must be "fp32" or "bf16", got {precision!r}')
-    if crop not in ("auto", "detect", "none"):
-        raise InputError(f'crop must be "auto", "detect" or "none", got {crop!r}')
+    _check_crop(crop)
     if isinstance(detector, str) and detector not in DETECTORS:
         raise InputError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}")
     if _is_dlib(model):
@@ -396,7 +407,9 @@ def verify(
 
     `pairs` is anything `read_pairs` reads; a CFP folder takes `protocol` "FF" or "FP" (or is `Split/FF|FP`).
     `score` names the pair scorer (`evaluate.scoring`): "auto" (the checkpoint's own: xcos for an xCos checkpoint,
-    else cosine), "cosine" or "xcos"; `model="dlib"` scores with dlib's descriptors.
+    else cosine), "cosine" or "xcos"; `model="dlib"` scores with dlib's descriptors. `crop`: "detect" (square
+    crops, no alignment), "chip" (dlib's aligned face chips, `faces.chip`), "none" (only resized) or "auto"
+    ("none" for a crop cache or synthetic export, else "detect").
 
     Bad input is an `InputError` (or `OSError`) naming it, raised before any work where it can be: `batch` < 1,
     `workers` or `dlib_jitters` < 0, an unknown `precision`/`crop`/`detector`/`score`, a `device` this machine
@@ -459,8 +472,11 @@ def _scorer_and_crops(model, pl, score, device, precision, crops_dir, out, detec
 
     loaded = load_model(model, device)
     scorer = create_scorer(score, loaded, precision=precision)
-    crops_dir = Path(crops_dir or out / f"crops{loaded.input_size}")
-    crops, skipped = crop_images(pl.images, loaded.input_size, crops_dir, detector, workers, progress, crop)
+    crops_dir = Path(crops_dir or out / f"{'chips' if crop == 'chip' else 'crops'}{loaded.input_size}")
+    from explainface.faces.crop import model_cut
+
+    crops, skipped = crop_images(pl.images, loaded.input_size, crops_dir, detector, workers, progress, crop,
+                                 cut=model_cut(loaded.model))
     return scorer, crops, skipped, loaded.input_size
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from explainface.losses.fit import FIT_RECIPE
 from explainface.training.config import TrainConfig, config_from_dict
 
 
@@ -29,13 +30,18 @@ class Method:
     name: str
     apply: Callable[..., None]  # (cfg, **options) -> None, edits cfg in place
     description: str
+    steps: int | None = None  # a method that fixes its own training steps (``original``: 0), else the experiment's
+    reference: bool = False  # a baseline: the first one listed is the reference of the paired tests
 
 
 _METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, description: str = "") -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Decorator: make `fn(cfg, **options)` available as method `name`."""
+def register_method(name: str, description: str = "", steps: int | None = None,
+                    reference: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:  # fmt: skip
+    """Decorator: make `fn(cfg, **options)` available as method `name`. `steps`: the number of training steps the
+    method always takes (``original``: 0, the network as it is), whatever the experiment's; `reference`: a baseline
+    (``softmax``, ``original``): the first one listed is the reference of the experiment's paired tests."""
     if not name or any(c in name for c in ":,=/ "):
         raise ValueError(f"method name {name!r} must be non-empty without ':', ',', '=', '/' or spaces")
 
@@ -43,7 +49,7 @@ def register_method(name: str, description: str = "") -> Callable[[Callable[...,
         old = _METHODS.get(name)
         if old is not None and old.apply is not fn:
             raise ValueError(f"a method named {name!r} is already registered")
-        _METHODS[name] = Method(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0])
+        _METHODS[name] = Method(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0], steps, reference)
         return fn
 
     return add
@@ -98,6 +104,17 @@ def method_config(spec: str, base: TrainConfig) -> TrainConfig:
         raise ValueError(f"method {spec!r}: {e}") from None
 
 
+def method_steps(spec: str) -> int | None:
+    """The training steps method `spec` fixes for itself (``original``: 0), or None: the experiment's."""
+    return _METHODS[parse_method(spec)[0]].steps
+
+
+def reference_method(specs: list[str]) -> str:
+    """The reference of the paired tests among `specs`: the first baseline listed (``softmax``, ``original``), else
+    the first method."""
+    return next((s for s in specs if _METHODS[parse_method(s)[0]].reference), specs[0])
+
+
 def slug(spec: str) -> str:
     """A folder name for a method spec: ``ecloss:normalize=max,marginal=channels`` ->
     ``ecloss__normalize=max_marginal=channels``."""
@@ -107,7 +124,7 @@ def slug(spec: str) -> str:
 # ---- built-in methods ----------------------------------------------------------------------------------------------
 
 
-@register_method("softmax", "the ordinary network: identity loss only (the paper's baseline)")
+@register_method("softmax", "the ordinary network: identity loss only (the paper's baseline)", reference=True)
 def softmax(cfg: TrainConfig, **options: Any) -> None:
     if options:
         raise ValueError(f"softmax takes no options, got {', '.join(options)}")
@@ -120,16 +137,9 @@ def ecloss(cfg: TrainConfig, **options: Any) -> None:
     cfg.regularizers = [{"name": "ecloss", "beta": beta, **options}]
 
 
-#: The ECLoss-fit recipe's defaults (docs/ecloss_diagnosis.md has the measurements behind each).
-FIT_DEFAULTS: dict[str, Any] = {
-    "beta": "auto:1",  # the term's gradient at the maps kept at the identity loss's (rho = 1)
-    "start": 0.4,  # identity loss alone for the first 40% of the steps, then + the term
-    "temperature": 0.05,
-    "weight": "norm",
-    "diversity": 0.5,
-    "consistency": 2.0,
-    "frame": "face",  # consistency of each channel's place in the face, not in the image
-}
+#: The ECLoss-fit recipe's defaults (docs/ecloss_diagnosis.md has the measurements behind each); defined beside the
+#: loss (`losses.fit.FIT_RECIPE`) so that the retrofit (`training.retrofit`) uses the same map terms.
+FIT_DEFAULTS: dict[str, Any] = FIT_RECIPE
 
 
 @register_method("ecloss-fit", "identity loss + beta * ECLoss-fit (template fit + channel diversity + "
@@ -170,6 +180,31 @@ def xcos(cfg: TrainConfig, **options: Any) -> None:
     beta = options.pop("beta", 1.0)
     reference = options.pop("reference", RUN_REFERENCE + "softmax")
     cfg.regularizers = [{"name": "xcos", "beta": beta, "reference": reference, **options}]
+
+
+# ---- the retrofit of a pretrained network (issue 23; `explainface.training.retrofit`) --------------------------------
+
+
+@register_method("original", "the pretrained network as it is (model.name / model.weights): 0 training steps, "
+                 "saved and evaluated like the others; a retrofit experiment's reference", steps=0,
+                 reference=True)  # fmt: skip
+def original(cfg: TrainConfig, **options: Any) -> None:
+    from explainface.training.pretrained import original_identity_layers
+
+    if options:
+        raise ValueError(f"original takes no options, got {', '.join(options)}")
+    cfg.regularizers = []
+    cfg.head.name = "none"
+    cfg.model.identity_layers = original_identity_layers(cfg.model)  # as the weights' authors ran it
+
+
+@register_method("retrofit", "the pretrained network fine-tuned with ECLoss-fit's map terms + embedding preservation, "
+                 "no identity loss (options: apply_retrofit's: beta, preserve, lr, identity_loss, form, "
+                 "FitECLoss's)")  # fmt: skip
+def retrofit(cfg: TrainConfig, **options: Any) -> None:
+    from explainface.training.retrofit import apply_retrofit
+
+    apply_retrofit(cfg, **options)
 
 
 def run_references(cfg: TrainConfig) -> list[str]:

@@ -30,6 +30,8 @@ from typing import Any
 
 from explainface.experiments.methods import (
     method_config,
+    method_steps,
+    reference_method,
     resolve_run_references,
     run_references,
     slug,
@@ -37,7 +39,7 @@ from explainface.experiments.methods import (
 from explainface.experiments.stats import mean_se, paired_test
 from explainface.files import atomic_write_json
 from explainface.parts.samples import SYNTHETIC
-from explainface.training.config import TrainConfig, load_config
+from explainface.training.config import TrainConfig, config_from_dict, load_config
 
 #: The held-out synthetic faces with an occluder on every face (verification only: Yin's robustness claim).
 SYNTHETIC_OCCLUDED = "synthetic_occluded"
@@ -127,7 +129,8 @@ def run_config(base: TrainConfig, method: str, seed: int, steps: int, out: Path 
     if out is not None:
         cfg = resolve_run_references(cfg, lambda m: str(run_dir(out, m, seed) / "checkpoints" / "last.safetensors"))
     cfg.run.seed = seed
-    cfg.optim.max_steps = steps
+    own = method_steps(method)  # `original`: 0, the network as it is
+    cfg.optim.max_steps = steps if own is None else own
     cfg.optim.warmup_steps = max(1, min(cfg.optim.warmup_steps, steps // 10))
     cfg.run.checkpoint_every = max(10, steps // 10)
     return cfg
@@ -205,7 +208,7 @@ def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[
     }
     old = _read_json(out / "plan.json")
     if old is not None:
-        if old.get("fingerprint") != json.loads(json.dumps(fingerprint)):  # as plan.json holds it
+        if _normalised(old.get("fingerprint")) != json.loads(json.dumps(fingerprint)):  # as plan.json holds it
             raise ValueError(f"{out} holds an experiment with other settings (plan.json); use another --out, or the "
                              "same network, data, evaluation sets and options to continue it")  # fmt: skip
         if plan.steps is not None and plan.steps != old["steps"]:
@@ -221,26 +224,40 @@ def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[
 
         reference = None
         for m, cfg in configs.items():
+            if method_steps(m) is not None:  # its steps are its own (`original`: none to time)
+                continue
             if run_references(cfg) and reference is None:  # an untrained network of the same cost stands in
                 reference = _untrained_checkpoint(base, out / "calibration" / "reference.safetensors")
             cfg = resolve_run_references(cfg, lambda _m, ref=reference: str(ref))
             step_seconds[m] = measure_step_seconds(cfg, out / "calibration" / slug(m))
         shutil.rmtree(out / "calibration", ignore_errors=True)
-        steps = max(10, int(60 * plan.minutes / max(step_seconds.values())))
-        say(f"calibrated: {max(step_seconds.values()):.3f} s/step (slowest method) -> {steps} steps per run")
+        slowest = max(step_seconds.values(), default=0.0)
+        steps = max(10, int(60 * plan.minutes / slowest)) if slowest else 10
+        say(f"calibrated: {slowest:.3f} s/step (slowest method) -> {steps} steps per run")
     record = {"steps": steps, "minutes": plan.minutes if plan.steps is None else None, "step_seconds": step_seconds,
               "fingerprint": fingerprint}  # fmt: skip
     _atomic_json(out / "plan.json", record)
     return record
 
 
+def _normalised(fingerprint: Any) -> Any:
+    """A plan.json fingerprint with its config re-read (`config_from_dict`): config fields added since it was written
+    take their defaults, which keep the old behaviour, so an old experiment still continues."""
+    if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get("config"), dict):
+        return fingerprint
+    try:
+        config = config_from_dict(fingerprint["config"]).to_dict()
+    except ValueError:
+        return fingerprint
+    return json.loads(json.dumps({**fingerprint, "config": config}))
+
+
 def _untrained_checkpoint(base: TrainConfig, path: Path) -> Path:
     """An untrained network of `base` in the trainer's checkpoint format (a stand-in reference for calibration)."""
-    from explainface.models import create_model
     from explainface.training.checkpoint import prefixed, save_checkpoint
+    from explainface.training.pretrained import build_network
 
-    m = base.model
-    net = create_model(m.name, width=m.width, input_size=m.input_size, embedding_dim=m.embedding_dim)
+    net = build_network(base.model, weights=False)
     return save_checkpoint(path, prefixed("model", net.state_dict()), {"config": base.to_dict(), "step": 0})
 
 
@@ -270,6 +287,10 @@ def _effective(config: dict) -> dict:
 
     from explainface.losses.registry import regularizer_params
 
+    try:  # config fields added since the run was trained take their defaults (the old behaviour)
+        config = json.loads(json.dumps(config_from_dict(config).to_dict()))
+    except ValueError:
+        pass
     out = dict(config)
     items = []
     for item in config.get("regularizers") or []:
@@ -344,7 +365,7 @@ def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPl
 def aggregate(methods: list[str], seeds: list[int], sets: list[str], measured: dict) -> dict:
     """`measured[(method, seed)][set][metric]` -> the results.json `methods` and `paired` parts (module docstring of
     `explainface.experiments`)."""
-    reference = "softmax" if "softmax" in methods else methods[0]
+    reference = reference_method(methods)  # the first baseline listed (softmax, original), else the first method
     keys = (*VERIFY_METRICS, *EXPLAIN_METRICS, *DERIVED_METRICS)
     out: dict[str, Any] = {"reference": reference, "methods": {}, "paired": {}}
 

@@ -1,6 +1,7 @@
 """The `visualize` pipeline (docs/method.md §8): a model (and optionally a baseline) and some faces in, the figures out.
 
-faces (image files, or held-out synthetic faces) -> model-input crops (the no-alignment crop of `verify`)
+faces (image files, or held-out synthetic faces) -> model-input crops (the no-alignment crop of `verify`, or
+  dlib's aligned chips with `crop="chip"`)
   -> gallery.png          top-10% overlays of chosen channels across people (Figure 6)
   -> feature_maps.png     the first face's feature maps, model vs baseline (Figure 5)
   -> gradcam.png          Grad-CAM of the similarity of two faces (Figure 1)
@@ -48,15 +49,17 @@ def synthetic_faces(count: int, size: int, seed: int = 0) -> Faces:
     return Faces([s.image for s in samples], names, [s.parts for s in samples])
 
 
-def load_faces(paths: Sequence[str | Path], size: int, crop: str = "auto", detector: str = "hog") -> Faces:
+def load_faces(paths: Sequence[str | Path], size: int, crop: str = "auto", detector: str = "hog",
+               cut: str = "detect") -> Faces:  # fmt: skip
     """Image files (or folders of them) as model inputs: `crop="detect"` cuts the main face as `verify` does (square
-    with margin, no alignment; the centred square where no face is found), `"none"` only resizes, `"auto"` leaves
-    images that are already square crops of the input size as they are and detects in the others."""
+    with margin, no alignment; the centred square where no face is found), `"chip"` cuts dlib's aligned face chip
+    (`faces.chip`), `"none"` only resizes, `"auto"` leaves images that are already square crops of the input size
+    as they are and cuts the others as `cut` ("detect" or "chip": the model's, `faces.crop.model_cut`)."""
     from explainface.faces.crop import crop_face_file
     from explainface.readers.images import decode_image_rgb, find_images, image_size, resize_image
 
-    if crop not in ("auto", "detect", "none"):
-        raise ValueError(f'crop must be "auto", "detect" or "none", got {crop!r}')
+    if crop not in ("auto", "detect", "none", "chip"):
+        raise ValueError(f'crop must be "auto", "detect", "none" or "chip", got {crop!r}')
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -82,7 +85,8 @@ def load_faces(paths: Sequence[str | Path], size: int, crop: str = "auto", detec
             from explainface.faces.detect import create_detector
 
             det = create_detector(detector)
-        face, _ = crop_face_file(data, str(f), det, size=size)  # a large photo is decoded reduced
+        how = cut if crop == "auto" else crop
+        face, _ = crop_face_file(data, str(f), det, size=size, crop=how)  # a large photo is decoded reduced
         images.append(face)
     return Faces(images, [f.stem for f in files])
 
@@ -135,6 +139,7 @@ def visualize(
     A checkpoint with an xCos head also gets xcos.png for the pair, its patch cosines coloured around
     `xcos_threshold` (e.g. the verification threshold; default 0).
     """
+    from explainface.faces.crop import model_cut
     from explainface.models.capture import find_module
 
     if n_people < 1:
@@ -150,7 +155,8 @@ def visualize(
     find_module(net.model, use_layer)  # a typo fails before any work
     entries, dict_layer = read_dictionary(dictionary) if dictionary is not None else (None, None)
 
-    pool = _face_pool(faces, size, n_people, pair, dictionary is not None, crop, detector, seed)
+    pool = _face_pool(faces, size, n_people, pair, dictionary is not None, crop, detector, seed,
+                      model_cut(net.model))
     people, names = pool.images[:n_people], pool.names[:n_people]
 
     written: dict[str, Path] = {}
@@ -182,7 +188,8 @@ def visualize(
     return written
 
 
-def _face_pool(faces, size: int, n_people: int, pair, with_dictionary: bool, crop: str, detector: str, seed: int):
+def _face_pool(faces, size: int, n_people: int, pair, with_dictionary: bool, crop: str, detector: str, seed: int,
+               cut: str = "detect"):  # fmt: skip
     """The faces to draw: held-out synthetic people (as many as the figures need) or the given images."""
     if isinstance(faces, str | Path):
         faces = [faces]
@@ -190,7 +197,7 @@ def _face_pool(faces, size: int, n_people: int, pair, with_dictionary: bool, cro
         wanted = max(n_people, 2, *(k + 1 for k in pair or ()), DICTIONARY_POOL if with_dictionary else 0)
         pool = synthetic_faces(wanted, size, seed)
     else:
-        pool = load_faces(faces, size, crop, detector)
+        pool = load_faces(faces, size, crop, detector, cut)
     for k in pair or ():
         if not 0 <= k < len(pool.images):
             raise ValueError(f"pair index {k} is out of range: {len(pool.images)} faces")

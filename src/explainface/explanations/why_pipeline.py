@@ -92,6 +92,7 @@ def why(model: str | Path | torch.nn.Module, image_a: str | Path, image_b: str |
     not); returns the explanation and, given `out_dir`, writes it there as why.json with the picture why.png.
     `reference` is a `reference_set` result to reuse (else made from `dictionary` / `faces`)."""
     from explainface.explanations.figures import why_figure
+    from explainface.faces.crop import model_cut
     from explainface.inputs import to_tensor
     from explainface.models.maps import upsample_maps
     from explainface.parts.samples import face_sample
@@ -104,8 +105,8 @@ def why(model: str | Path | torch.nn.Module, image_a: str | Path, image_b: str |
         threshold = threshold_from(verification)
     loaded = load_model(model, device)
     size = loaded.input_size
-    a = face_sample(image_a, size, crop, detector, landmarks)
-    b = face_sample(image_b, size, crop, detector, landmarks)
+    a = face_sample(image_a, size, crop, detector, landmarks, cut=model_cut(loaded.model))
+    b = face_sample(image_b, size, crop, detector, landmarks, cut=model_cut(loaded.model))
     ref, channel_parts, source = reference or reference_set(loaded, faces, dictionary=dictionary)
     images = torch.stack([to_tensor(a.image), to_tensor(b.image)]).to(device)
     labels = torch.from_numpy(np.stack([a.labels, b.labels]).astype(np.int64))

@@ -1,1 +1,2 @@
-"""Faces in photos: detection, square crops (and their cache), landmarks of crops, Yin et al.'s occlusion."""
+"""Faces in photos: detection, square crops (and their cache), dlib's aligned chips, landmarks of crops, Yin et al.'s
+occlusion."""

@@ -9,11 +9,15 @@ tight 112 px crops and a loose head shot (HELEN: eye-to-mouth distance 0.31 of t
 leaves the image it is padded with black (constant 0), as insightface's `warpAffine` crops are: mirrored
 padding would invent face parts (a second eye), which the part-location metrics would then see.
 
+`crop="chip"` makes dlib's aligned face chips instead (`faces.chip`: detector -> 5-point predictor -> similarity
+transform, `faces.align`); a chip cache records the mode in its meta and key, so crops and chips never mix, and
+its index rows also hold each chip's chip <- image affine (`t00`..`t12`).
+
 `crop_folder` mirrors an identity-folder tree `src/<identity>/<image>` to `dst/<identity>/<stem>.jpg`
 (JPEG quality 95, 4:4:4 chroma: ~6.7 KB per 112 px crop against ~24 KB as PNG, at a mean error of ~1 grey
 level; PNG on request). `dst` also holds:
 
-    crop_meta.json    the settings (size, margin, detector, format); a cache made otherwise is re-cropped
+    crop_meta.json    the settings (mode, size, margin, detector, format); a cache made otherwise is re-cropped
     crop_index.csv    one row per crop: source, status (face | centre), the square in source pixels, the box
     crop_report.json  the counts of the last run and the names of the bad files
     <stem>.pts        with `--landmarks`: dlib's 68 points of each face crop (`crop_landmarks.landmark_crops`)
@@ -43,6 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 import explainface
+from explainface.faces.align import CHIP_PADDING
 from explainface.faces.detect import DEFAULT_DETECTOR, Box, FaceDetector, create_detector, main_face
 from explainface.files import atomic_write_bytes, atomic_write_text, is_temporary
 from explainface.readers.folders import scan_identity_folders
@@ -57,6 +62,21 @@ META_FILE = "crop_meta.json"
 INDEX_FILE = "crop_index.csv"
 REPORT_FILE = "crop_report.json"
 INDEX_COLUMNS = ("image", "source", "status", "faces", "x0", "y0", "side", "left", "top", "right", "bottom", "score")
+#: A chip cache's index: the same, plus each chip's chip <- image affine (row-major 2 x 3, source pixels).
+CHIP_INDEX_COLUMNS = (*INDEX_COLUMNS, "t00", "t01", "t02", "t10", "t11", "t12")
+#: The crop modes: "detect" (square around the detector's box, no alignment), "chip" (dlib's aligned face chip,
+#: `faces.chip`), "none" (the images are model inputs already: only resized), "auto" ("none" for a crop cache or
+#: synthetic export, else "detect"). `crop_folder` / `crop_files` make the first two.
+CROP_MODES = ("auto", "detect", "none", "chip")
+CUT_MODES = ("detect", "chip")
+
+
+def model_cut(model) -> str:
+    """How `crop="auto"` cuts photos for `model`: its `face_crop` attribute ("chip" for a network of dlib's
+    aligned chips, `dlib_resnet`), else "detect" (the no-alignment square). A folder of model-input crops is only
+    resized either way."""
+    cut = getattr(model, "face_crop", "detect")
+    return cut if cut in CUT_MODES else "detect"
 #: Seconds between index writes in `crop_folder`: the work a killed run loses at most.
 INDEX_WRITE_INTERVAL = 10.0
 
@@ -65,7 +85,9 @@ INDEX_WRITE_INTERVAL = 10.0
 class CropInfo:
     """How one image was cropped: status "face" (the main detected box), "centre" (no face, centre crop) or
     "no_face" (no face, skipped); the integer square `(x0, y0, side)` in source pixels (None when skipped);
-    the box used; the number of faces found; the source `(height, width)`.
+    the box used; the number of faces found; the source `(height, width)`; for an aligned chip (`faces.chip`),
+    `transform`, the chip <- image affine as 6 numbers (row-major 2 x 3), and `square` is the chip's rect before
+    its turn.
 
     A source point p (pixel centres at integers) maps into the crop as `(p - (x0, y0) + 0.5) * size / side - 0.5`
     (`part_masks.crop_landmarks`; tested to 0.05 px against `crop_square`).
@@ -76,6 +98,7 @@ class CropInfo:
     box: Box | None
     faces: int
     source_shape: tuple[int, int]
+    transform: tuple[float, ...] | None = None
 
 
 def resolve_margin(detector: FaceDetector, margin: float | None) -> float:
@@ -165,21 +188,41 @@ CROP_MAX_SIDE = 1024
 
 
 def crop_face_file(data: bytes | np.ndarray, name: str, detector: FaceDetector, size: int = DEFAULT_SIZE,
-                   margin: float | None = None, on_missing: OnMissing = "center"):  # fmt: skip
-    """`crop_face` of an encoded image (`data`, named `name` in errors), decoded reduced when it is large
-    (`CROP_MAX_SIDE`); the returned `CropInfo` is in full-image pixels either way."""
+                   margin: float | None = None, on_missing: OnMissing = "center", crop: str = "detect"):  # fmt: skip
+    """`crop_face` (`crop="detect"`) or `chip.chip_face` (`crop="chip"`; `margin` must then be None) of an encoded
+    image (`data`, named `name` in errors), decoded reduced when it is large (`CROP_MAX_SIDE`); the returned
+    `CropInfo` is in full-image pixels either way."""
     from explainface.readers.images import decode_image_rgb_reduced, image_size
 
+    check_cut_mode(crop, margin)
     image, k = decode_image_rgb_reduced(data, name, CROP_MAX_SIDE)
-    crop, info = crop_face(image, detector, size, margin, on_missing)
+    if crop == "chip":
+        from explainface.faces.chip import chip_face
+
+        face, info = chip_face(image, detector, size, on_missing)
+    else:
+        face, info = crop_face(image, detector, size, margin, on_missing)
     if k == 1:
-        return crop, info
+        return face, info
     full = image_size(data)
     shape = (full[1], full[0]) if full else (image.shape[0] * k, image.shape[1] * k)
     square = None if info.square is None else tuple(int(v) * k for v in info.square)
     box = None if info.box is None else Box(info.box.left * k, info.box.top * k, info.box.right * k,
                                             info.box.bottom * k, info.box.score)  # fmt: skip
-    return crop, CropInfo(info.status, square, box, info.faces, shape)
+    transform = None
+    if info.transform is not None:  # chip <- reduced image = chip <- (full image / k)
+        t = info.transform
+        transform = (t[0] / k, t[1] / k, t[2], t[3] / k, t[4] / k, t[5])
+    return face, CropInfo(info.status, square, box, info.faces, shape, transform)
+
+
+def check_cut_mode(crop: str, margin: float | None = None) -> None:
+    """ValueError unless `crop` is a mode that cuts faces ("detect" or "chip"); a chip takes no `margin` (its
+    padding is dlib's)."""
+    if crop not in CUT_MODES:
+        raise ValueError(f'crop must be "detect" or "chip" here, got {crop!r}')
+    if crop == "chip" and margin is not None:
+        raise ValueError("margin applies to square crops (crop='detect'); a chip's padding is dlib's 0.25")
 
 
 @dataclass
@@ -223,9 +266,11 @@ def crop_folder(
     on_missing: OnMissing = "center",
     image_format: str = "jpg",
     progress: bool = True,
+    crop: str = "detect",
 ) -> CropReport:
     """Crop every image of the identity folders under `src_root` into `dst_root/<identity>/<stem>.<format>`.
 
+    `crop="chip"` writes dlib's aligned face chips (`faces.chip`; `margin` must be None) instead of square crops.
     `detector` is a name (`create_detector`) or an instance (pickled to workers; its `repr` is part of the cache
     key, so give it a stable one). `workers > 0` uses that many spawned processes, each with its own detector;
     outputs are identical for any `workers`. Re-running is cheap (see the module docstring); crops this folder
@@ -233,16 +278,17 @@ def crop_folder(
     """
     start = time.perf_counter()
     _check_crop_options(size, on_missing, image_format)
+    check_cut_mode(crop, margin)
     src, dst = Path(src_root), Path(dst_root)
     if dst.resolve() == src.resolve():
         raise ValueError("dst_root must differ from src_root")
     if isinstance(detector, str):
         detector = create_detector(detector)  # resolves "auto", fails early when dlib is missing
-    margin = resolve_margin(detector, margin)
+    margin = _resolve_mode(detector, margin, crop, size)
     index = scan_identity_folders(src)
     jobs = _plan(index.items, image_format)
 
-    settings = _crop_settings(size, margin, detector, image_format)
+    settings = _crop_settings(size, margin, detector, image_format, crop)
     dst.mkdir(parents=True, exist_ok=True)
     old_rows = _open_cache(dst, settings)
     meta = _crop_meta(src, settings, on_missing, image_format)
@@ -251,7 +297,7 @@ def crop_folder(
 
     report = CropReport(str(src), str(dst), total=len(jobs), settings={**settings, "on_missing": on_missing})
     rows, todo = _split_cached(jobs, old_rows, src, dst, on_missing, report)
-    config = (str(src), str(dst), size, margin, on_missing, image_format)
+    config = (str(src), str(dst), size, margin, on_missing, image_format, crop)
     _crop_todo(todo, detector, config, workers, dst, old_rows, rows, report, progress)
     _finish_folder(dst, old_rows, rows, meta, report, start)
     return report
@@ -267,9 +313,39 @@ def _check_crop_options(size: int, on_missing: str, image_format: str) -> None:
         raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
 
 
-def _crop_settings(size: int, margin: float, detector: FaceDetector, image_format: str) -> dict:
+def _resolve_mode(detector: FaceDetector, margin: float | None, crop: str, size: int) -> float | None:
+    """The margin of a square crop (`resolve_margin`); None for a chip, after checking its size and that dlib and
+    its 5-point predictor are there (before any image is read)."""
+    if crop == "chip":
+        from explainface.faces.chip import check_chip_available
+
+        if size < 2:
+            raise ValueError(f"a chip is at least 2 px, got size {size}")
+        check_chip_available()
+        return None
+    return resolve_margin(detector, margin)
+
+
+def _crop_settings(size: int, margin: float | None, detector: FaceDetector, image_format: str,
+                   crop: str = "detect") -> dict:  # fmt: skip
     """The settings a crop folder is made with (the cache key among them, `_cache_key`)."""
+    if crop == "chip":
+        from explainface.faces.chip import SHAPE_PREDICTOR_5_FILE
+
+        return {
+            "crop": "chip",
+            "size": size,
+            "margin": None,
+            "detector": _detector_key(detector),
+            "image_format": image_format,
+            "padding": "constant black",
+            "alignment": "dlib face chip: 5-point landmarks, similarity transform, bilinear (faces.align)",
+            "chip_padding": CHIP_PADDING,
+            "landmarks": SHAPE_PREDICTOR_5_FILE,
+            "face_choice": "main (largest area - 2 * squared distance from the image centre)",
+        }
     return {
+        "crop": "detect",
         "size": size,
         "margin": margin,
         "detector": _detector_key(detector),
@@ -409,17 +485,22 @@ def crop_files(
     margin: float | None = None,
     detector: str | FaceDetector = DEFAULT_DETECTOR,
     progress: bool = True,
+    crop: str = "detect",
 ) -> list[Path]:
     """Crop images in any folder layout (e.g. CFP's `NNN/frontal/XX.jpg`) to `dst_root/<path from src_root>.jpg`,
     one process, cached: a crop made with the same settings is reused. Faces not found are centre-cropped (as
-    `crop_folder` does by default). Returns the crop of each path. `crop_folder` is the parallel version for
-    identity folders."""
+    `crop_folder` does by default). Returns the crop of each path. `crop="chip"` makes aligned chips (`margin`
+    None). `crop_folder` is the parallel version for identity folders."""
+    check_cut_mode(crop, margin)
     if isinstance(detector, str):
         detector = create_detector(detector)
-    margin = resolve_margin(detector, margin)
+    margin = _resolve_mode(detector, margin, crop, size)
     src, dst = Path(src_root).resolve(), Path(dst_root)
-    settings = {"size": size, "margin": margin, "detector": _detector_key(detector), "image_format": "jpg",
+    settings = {"crop": crop, "size": size, "margin": margin, "detector": _detector_key(detector),
+                "image_format": "jpg",
                 "face_choice": "main (largest area - 2 * squared distance from the image centre)"}  # fmt: skip
+    if crop == "chip":
+        settings["chip_padding"] = CHIP_PADDING
     dst.mkdir(parents=True, exist_ok=True)
     old = _read_json(dst / FILES_META)
     reuse = old is not None and _cache_key(old) == _cache_key(settings)
@@ -429,12 +510,13 @@ def crop_files(
         rel = Path(path).resolve().relative_to(src)
         target = dst / rel.with_suffix(".jpg")
         if not (reuse and _is_fresh(target, Path(path))):
-            crop, info = crop_face_file(np.fromfile(path, np.uint8), str(path), detector, size, margin, "center")
+            face, info = crop_face_file(np.fromfile(path, np.uint8), str(path), detector, size, margin, "center", crop)
             no_face += info.status != "face"
-            _write_image(target, crop, "jpg")
+            _write_image(target, face, "jpg")
         out.append(target)
     if no_face:
-        warnings.warn(f"{no_face} of {len(paths)} images under {src} had no face found: centre-cropped",
+        warnings.warn(f"{no_face} of {len(paths)} images under {src} had no face found: centre-"
+                      + ("chipped" if crop == "chip" else "cropped"),
                       UserWarning, stacklevel=2)  # fmt: skip
     return out
 
@@ -467,7 +549,9 @@ def _detector_key(detector: FaceDetector) -> str:
 
 
 def _cache_key(settings: dict) -> tuple:
-    return tuple(settings.get(k) for k in ("size", "margin", "detector", "image_format", "face_choice"))
+    """What must match for a cache to be reused; a meta without a `crop` mode is a (pre-chip) square-crop cache."""
+    key = tuple(settings.get(k) for k in ("size", "margin", "detector", "image_format", "face_choice"))
+    return (*key, settings.get("crop", "detect"), settings.get("chip_padding"))
 
 
 def _plan(items: list[tuple[str, int]], image_format: str) -> list[tuple[str, str]]:
@@ -533,7 +617,7 @@ def _crop_chunk_in_worker(chunk: list[tuple[str, str]]) -> list:
 
 def _crop_chunk(detector: FaceDetector, config: tuple, chunk: list[tuple[str, str]]) -> list:
     """Crop and write one chunk: `(source, output, CropInfo | None, problem | None)` per image."""
-    src, dst, size, margin, on_missing, image_format = config
+    src, dst, size, margin, on_missing, image_format, crop = config
     out = []
     for rel, out_rel in chunk:
         target = Path(dst) / out_rel
@@ -544,7 +628,7 @@ def _crop_chunk(detector: FaceDetector, config: tuple, chunk: list[tuple[str, st
             _unlink(target)
             continue
         try:
-            crop, info = crop_face_file(data, rel, detector, size, margin, on_missing)
+            face, info = crop_face_file(data, rel, detector, size, margin, on_missing, crop)
         except (OSError, ValueError) as e:  # not a decodable image
             out.append((rel, out_rel, None, _problem(e, rel)))
             _unlink(target)
@@ -553,10 +637,10 @@ def _crop_chunk(detector: FaceDetector, config: tuple, chunk: list[tuple[str, st
             out.append((rel, out_rel, None, f"face detection failed: {type(e).__name__}: {e}"))
             _unlink(target)
             continue
-        if crop is None:
+        if face is None:
             _unlink(target)
         else:
-            _write_image(target, crop, image_format)
+            _write_image(target, face, image_format)
         out.append((rel, out_rel, info, None))
     return out
 
@@ -613,12 +697,15 @@ def _index_row(out_rel: str, rel: str, info: CropInfo) -> dict:
     b = info.box
     edges = ("", "", "", "", "") if b is None else (b.left, b.top, b.right, b.bottom, round(b.score, 4))
     values = (out_rel, rel, info.status, info.faces, x0, y0, side, *edges)
-    return {k: str(v) for k, v in zip(INDEX_COLUMNS, values)}
+    if info.transform is None:
+        return {k: str(v) for k, v in zip(INDEX_COLUMNS, values)}
+    return {k: str(v) for k, v in zip(CHIP_INDEX_COLUMNS, (*values, *(repr(float(t)) for t in info.transform)))}
 
 
 def _write_index(path: Path, rows: dict[str, dict]) -> None:
+    chips = any("t00" in row for row in rows.values())
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, INDEX_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, CHIP_INDEX_COLUMNS if chips else INDEX_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for key in sorted(rows):
         writer.writerow(rows[key])
@@ -630,7 +717,7 @@ def _read_index(path: Path) -> dict[str, dict]:
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
+            if tuple(reader.fieldnames or ()) not in (INDEX_COLUMNS, CHIP_INDEX_COLUMNS):
                 return {}
             return {row["image"]: row for row in reader}
     except (OSError, csv.Error, UnicodeDecodeError):
@@ -639,6 +726,13 @@ def _read_index(path: Path) -> dict[str, dict]:
 
 def read_crop_index(dst_root: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of `crop_index.csv` as dicts (strings), sorted by output path: which crops are centre crops, and the
-    square each was cut from (to map landmarks into a crop)."""
+    square each was cut from (to map landmarks into a crop), or for a chip cache its affine (`chip_transform_of`)."""
     rows = _read_index(Path(dst_root) / INDEX_FILE)
     return [rows[k] for k in sorted(rows)]
+
+
+def chip_transform_of(row: dict[str, str]) -> np.ndarray | None:
+    """The chip <- source affine (float64 [2, 3]) of a chip cache's index row; None for a square crop's row."""
+    if not row.get("t00"):
+        return None
+    return np.array([float(row[k]) for k in CHIP_INDEX_COLUMNS[-6:]], np.float64).reshape(2, 3)

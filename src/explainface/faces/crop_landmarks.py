@@ -5,8 +5,9 @@ landmarks; the identity-folder dataset takes them from a `.pts` file beside the 
 cache made by `explainface crop` has none, so this pass adds them: for every crop whose face was detected
 (`crop_index.csv` status "face"), dlib's 68-point predictor runs on the *source* image inside the detector's box
 (the predictor was trained on dlib HOG boxes at source resolution), and the points are moved into the crop's
-pixels (`part_masks.crop_landmarks`). Centre crops (no face found) get no file: their faces fall back to the mean
-face. A `.pts` newer than its crop is kept (re-running is cheap); unreadable sources are counted and named.
+pixels (`part_masks.crop_landmarks`; in a chip cache through each chip's affine, `align.transform_points`). Centre
+crops (no face found) get no file: their faces fall back to the mean face. A `.pts` newer than its crop is kept
+(re-running is cheap); unreadable sources are counted and named.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from explainface.faces.crop import read_crop_index, read_crop_meta
+from explainface.faces.align import transform_points
+from explainface.faces.crop import chip_transform_of, read_crop_index, read_crop_meta
 from explainface.faces.detect import Box
 from explainface.files import temporary_path
 from explainface.readers.images import load_image_rgb
@@ -50,9 +52,14 @@ def landmark_crops(dst_root: str | os.PathLike, progress: bool = True) -> dict:
             if lm is None or lm.shape != (68, 2):
                 counts["not_found"] += 1
                 continue
-            square = (float(row["x0"]), float(row["y0"]), float(row["side"]))
+            transform = chip_transform_of(row)
+            if transform is None:
+                square = (float(row["x0"]), float(row["y0"]), float(row["side"]))
+                moved = crop_landmarks(lm, square, size)
+            else:
+                moved = transform_points(lm, transform).astype(lm.dtype)
             tmp = temporary_path(pts)
-            os.replace(write_pts(tmp, crop_landmarks(lm, square, size)), pts)
+            os.replace(write_pts(tmp, moved), pts)
             counts["written"] += 1
         except (OSError, ValueError) as e:  # one bad source never ends the pass
             counts["failed"] += 1

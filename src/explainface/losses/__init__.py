@@ -4,6 +4,7 @@ from explainface.losses.base import MapRegularizer, Regularizer, StepContext
 from explainface.losses.beta import AutoBeta, ConstantBeta, make_beta
 from explainface.losses.ecloss import ECLoss, ecloss, mutual_information
 from explainface.losses.fit import FitECLoss, SpatialDiversity, channel_consistency, spatial_diversity, template_fit
+from explainface.losses.preserve import PreserveEmbedding
 from explainface.losses.registry import (
     check_regularizer_params,
     create_regularizer,
@@ -28,6 +29,7 @@ __all__ = [
     "FitECLoss",
     "SpatialDiversity",
     "MapRegularizer",
+    "PreserveEmbedding",
     "Regularizer",
     "StepContext",
     "XCosLoss",

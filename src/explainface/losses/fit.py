@@ -35,7 +35,7 @@ central blob (measured: channel overlap 0.45-0.85 against softmax's 0.07):
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -46,6 +46,19 @@ from explainface.losses.templates import PAPER_K, KSpec, build_templates
 Weight = Literal["norm", "mean"]
 Frame = Literal["image", "face"]
 _EPS = 1e-6
+
+#: The ECLoss-fit recipe (the methods ``ecloss-fit`` / ``recommended``, the retrofit's map terms): ``beta`` and
+#: ``start`` are the trainer's (a regulariser item's), the rest `FitECLoss`'s options. docs/ecloss_diagnosis.md has
+#: the measurements behind each.
+FIT_RECIPE: dict[str, Any] = {
+    "beta": "auto:1",  # the term's gradient at the maps kept at the identity loss's (rho = 1)
+    "start": 0.4,  # identity loss alone for the first 40% of the steps, then + the term
+    "temperature": 0.05,
+    "weight": "norm",
+    "diversity": 0.5,
+    "consistency": 2.0,
+    "frame": "face",  # consistency of each channel's place in the face, not in the image
+}
 
 
 def _flat(maps: torch.Tensor) -> torch.Tensor:

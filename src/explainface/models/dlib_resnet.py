@@ -113,6 +113,7 @@ class DlibResNet(TargetMapNet):
                              persistent=False)  # fmt: skip
         self.target_layer = target_layer
         self.target_layers = tuple(self.stage_names)
+        self.face_crop = "chip"  # photos are cut as dlib's aligned chips (`faces.crop.model_cut`)
         self.embedding_dim = embedding_dim
         self.input_size = INPUT_SIZE
         self.in_chans = 3

@@ -1,7 +1,8 @@
 """Identity heads: `(embedding, labels) -> logits` for cross-entropy (docs/method.md §3).
 
 Softmax is the paper's baseline; CosFace and ArcFace are the usual margin heads
-(insightface arcface_torch, written out-of-place so no gradient is hidden).
+(insightface arcface_torch, written out-of-place so no gradient is hidden). ``none`` is no identity loss at all:
+training with the regularisers alone (the retrofit of a pretrained network on unlabelled faces).
 """
 
 from __future__ import annotations
@@ -151,6 +152,20 @@ class PartialFCHead(nn.Module):
         return self.inner(embedding, labels)
 
 
+class NoHead(nn.Module):
+    """No identity head (``head.name: none``): no parameters, an identity loss of 0 that keeps the embedding's graph
+    (a backward pass through it gives zero gradients), no logits. Labels are ignored, so unlabelled faces do."""
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+
+    def loss(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return embedding.sum() * 0.0 + 0.0  # + 0.0: a 0 * (negative sum) is -0.0, which logs oddly
+
+    def forward(self, embedding: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        raise RuntimeError("head.name=none has no logits: this run trains without an identity loss")
+
+
 def identity_loss(head: nn.Module, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The identity loss L_id of eq. 7: the head's own `loss` if it has one, else cross-entropy of its logits."""
     own = getattr(head, "loss", None)
@@ -164,6 +179,7 @@ _HEADS: dict[str, type[nn.Module]] = {
     "cosface": CosFaceHead,
     "arcface": ArcFaceHead,
     "partial_fc": PartialFCHead,
+    "none": NoHead,
 }
 
 
@@ -173,7 +189,8 @@ def list_heads() -> list[str]:
 
 
 def create_head(name: str, embedding_dim: int, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build the identity head `name` ("softmax", "cosface", "arcface" or "partial_fc"); kwargs go to its class."""
+    """Build the identity head `name` ("softmax", "cosface", "arcface", "partial_fc" or "none"); kwargs go to its
+    class."""
     try:
         cls = _HEADS[name.lower()]
     except KeyError:

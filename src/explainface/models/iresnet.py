@@ -40,7 +40,9 @@ chose VGG for that reason); an iresnet target channel is a channel of the residu
 `losses.yin.target_conv` (the last ``Conv2d`` registered before the target) is ``layer3.{last}.conv2``, the
 conv whose output the last block adds to that stream. ``target_act="none"`` makes ``act3`` an identity (the
 target is then ``layer3``'s signed output and the network is exactly theirs, e.g. to evaluate their weights);
-trained models use the default.
+trained models use the default. ``added_layers`` names what this port adds to their function (``("act3",)`` with
+the ReLU): the config's ``model.identity_layers`` and the retrofit's preservation reference take it out again
+(`explainface.models.layers.replace_with_identity`; docs/decisions.md "The retrofit").
 
 Input sizes: 112 (theirs) and 224 (consistent with the VGGs): ``input_size`` must be ``target_size`` (14) times
 a power of two up to 16. At 224 the stem conv has stride 2; below 112 the stage strides before the target are
@@ -206,6 +208,8 @@ class IResNetFace(TargetMapNet):
         self.in_chans = in_chans
         self.strides: tuple[int, ...] = (*strides, 2)  # stem, layer1 .. layer4
         self.target_act = target_act
+        #: Parameter-free layers this port adds to insightface's network (identities there: their function).
+        self.added_layers: tuple[str, ...] = ("act3",) if target_act == "relu" else ()
         self.target_layer: str = "act3"
         self.num_channels: int = channels[2]
         self.target_size: tuple[int, int] = (target_size, target_size)

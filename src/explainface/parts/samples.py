@@ -4,6 +4,10 @@ Where the part labels come from, per image of a folder, first found wins: `<stem
 indexing PART_NAMES, as `explainface synth` exports), `<stem>.pts` (68 iBUG landmarks, 300-W format), dlib's
 68-point predictor (`landmarks="auto"`; `"file"` skips images without a file instead). The explainability
 metrics (`explain`), part explanations (`why`) and their faithfulness read faces through here.
+
+With `crop="chip"` the face is dlib's aligned chip (`faces.chip`) and the 68 landmarks (of the file, or dlib's
+predicted on the photo) are carried into it through the chip's affine (`align.transform_points`), where the part
+map is drawn; a `.parts.png` map is warped into the chip (nearest neighbour).
 """
 
 from __future__ import annotations
@@ -73,26 +77,29 @@ def folder_samples(
     seed: int = 0,
     counts: SampleCounts | None = None,
     progress: bool = True,
+    cut: str = "detect",
 ) -> Iterator[PartSample]:
     """Faces of `folder` at the model input size with part labels; bad files are skipped and counted in `counts`.
 
     `crop="detect"` crops each image as `verify` does (main face, square with the detector's margin, no
-    alignment; the labels follow through the same square); `"none"` only resizes (the folder already holds
-    model-input crops); `"auto"` picks "none" for a synthetic export or crop cache, else "detect".
+    alignment; the labels follow through the same square); `"chip"` cuts dlib's aligned face chip (the landmarks
+    carried into it, module docstring); `"none"` only resizes (the folder already holds model-input crops);
+    `"auto"` picks "none" for a synthetic export or crop cache, else `cut` (the model's way to cut photos:
+    `faces.crop.model_cut`, "chip" for dlib_resnet).
     `limit` takes that many images, drawn with `seed` (all when None).
     """
-    from explainface.faces.crop import is_model_input_folder
+    from explainface.faces.crop import CROP_MODES, is_model_input_folder
     from explainface.faces.detect import create_detector
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"face folder not found: {folder}")
-    if crop not in ("auto", "detect", "none"):
-        raise ValueError(f'crop must be "auto", "detect" or "none", got {crop!r}')
+    if crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {', '.join(map(repr, CROP_MODES))}, got {crop!r}")
     if landmarks not in ("auto", "file"):
         raise ValueError(f'landmarks must be "auto" or "file", got {landmarks!r}')
     if crop == "auto":
-        crop = "none" if is_model_input_folder(folder) else "detect"
+        crop = "none" if is_model_input_folder(folder) else cut
     files = find_images(folder)
     if not files:
         raise ValueError(f"{folder}: no face images ({', '.join(IMAGE_EXTENSIONS)}) found")
@@ -100,7 +107,7 @@ def folder_samples(
         pick = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
         files = [files[i] for i in sorted(pick)]
     counts = counts if counts is not None else SampleCounts()
-    det = create_detector(detector) if crop == "detect" else None
+    det = create_detector(detector) if crop in ("detect", "chip") else None
     for path in tqdm(files, desc="faces", unit="img", disable=not progress):
         name = str(path.relative_to(folder))
         try:
@@ -114,12 +121,11 @@ def folder_samples(
 
 
 def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, landmarks: str = "auto",
-                name: str | None = None) -> PartSample:  # fmt: skip
+                name: str | None = None, cut: str = "detect") -> PartSample:  # fmt: skip
     """One face file at the model input size with its part labels (see `folder_samples` for `crop` and
     `landmarks`; `detector` is a name or a detector instance). Raises ValueError naming the file when it has no
     landmarks (no `.pts` / `.parts.png` beside it and dlib finds no face, or `landmarks="file"`)."""
-    from explainface.faces.crop import CROP_MAX_SIDE, crop_face, is_model_input_folder
-    from explainface.faces.detect import create_detector
+    from explainface.faces.crop import CROP_MAX_SIDE, CROP_MODES, crop_face, is_model_input_folder
     from explainface.parts.masks import (
         check_landmarks_in_image,
         crop_label_map,
@@ -130,12 +136,16 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     from explainface.readers.landmarks import read_landmarks
 
     path = Path(path)
+    if crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {', '.join(map(repr, CROP_MODES))}, got {crop!r}")
     if crop == "auto":
-        crop = "none" if is_model_input_folder(path.parent) or is_model_input_folder(path.parent.parent) else "detect"
+        crop = "none" if is_model_input_folder(path.parent) or is_model_input_folder(path.parent.parent) else cut
     stem = path.with_name(path.name.rsplit(".", 1)[0])
     label_png, pts_file = stem.with_name(stem.name + PARTS_SUFFIX), stem.with_suffix(".pts")
     # a large photo is decoded reduced (its landmarks follow); a label PNG is of the full image, so not then
     image, k = load_image_rgb_reduced(path, None if label_png.is_file() else max(CROP_MAX_SIDE, 2 * size))
+    if crop == "chip":
+        return _chip_sample(path, image, k, size, detector, landmarks, name)
     h, w = image.shape[:2]
     labels_full, source, pts = None, None, None
     if label_png.is_file():
@@ -152,13 +162,58 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
         check_landmarks_in_image(pts, w, h)
         labels_full = part_label_map(pts, h, w)
     if crop == "detect":
-        det = create_detector(detector or "hog") if detector is None or isinstance(detector, str) else detector
-        face, info = crop_face(image, det, size=size)
+        face, info = crop_face(image, _detector(detector), size=size)
         labels = crop_label_map(labels_full, info.square, size)
     else:
         face, labels = resize_image(image, size), _resize_nearest(labels_full, size)  # same stretch
     if not labels.any():
         raise ValueError(f"{path}: its {source} labels mark no face part inside the {size}-px crop")
+    return PartSample(name or str(path), face, labels, source)
+
+
+def _detector(detector):
+    """A detector instance from a name, an instance or None (the default, "hog")."""
+    from explainface.faces.detect import create_detector
+
+    return create_detector(detector or "hog") if detector is None or isinstance(detector, str) else detector
+
+
+def _chip_sample(path: Path, image: np.ndarray, k: int, size: int, detector, landmarks: str,
+                 name: str | None) -> PartSample:  # fmt: skip
+    """`face_sample` with `crop="chip"` (module docstring): the aligned chip of `image` (decoded at 1/`k`) with its
+    part labels drawn from the landmarks carried into it, or its `.parts.png` warped into it."""
+    import cv2
+
+    from explainface.faces.align import transform_points
+    from explainface.faces.chip import chip_face
+    from explainface.parts.masks import check_landmarks_in_image, part_label_map, predict_landmarks68
+    from explainface.readers.images import points_to_reduced
+    from explainface.readers.landmarks import read_landmarks
+
+    stem = path.with_name(path.name.rsplit(".", 1)[0])
+    label_png, pts_file = stem.with_name(stem.name + PARTS_SUFFIX), stem.with_suffix(".pts")
+    source = "parts.png" if label_png.is_file() else "pts" if pts_file.is_file() else "dlib"
+    if source == "dlib" and landmarks != "auto":
+        raise ValueError(f"{path}: no .pts or .parts.png beside it")
+    h, w = image.shape[:2]
+    labels_full = load_label_png(label_png, (h, w)) if source == "parts.png" else None
+    pts = points_to_reduced(read_landmarks(pts_file), k) if source == "pts" else None
+    face, info = chip_face(image, _detector(detector), size=size)
+    transform = np.asarray(info.transform, np.float64).reshape(2, 3)
+    if source == "dlib":
+        pts = predict_landmarks68(image, box=info.box) if info.box is not None else None
+        if pts is None:
+            raise ValueError(f"{path}: no landmarks file and dlib found no face")
+    if labels_full is not None:
+        labels = cv2.warpAffine(labels_full, transform, (size, size), flags=cv2.INTER_NEAREST,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    else:
+        check_landmarks_in_image(pts, w, h)
+        carried = transform_points(pts, transform)
+        check_landmarks_in_image(carried, size, size, "face chip")
+        labels = part_label_map(carried, size, size)
+    if not labels.any():
+        raise ValueError(f"{path}: its {source} labels mark no face part inside the {size}-px chip")
     return PartSample(name or str(path), face, labels, source)
 
 
@@ -195,10 +250,10 @@ def batched(items, n: int) -> Iterator[list]:
 
 
 def face_samples(data, size: int, crop: str, detector: str, landmarks: str, limit: int | None, seed: int,
-             counts: SampleCounts, progress: bool):  # fmt: skip
+             counts: SampleCounts, progress: bool, cut: str = "detect"):  # fmt: skip
     """The faces of `data` ("synthetic": `limit` generated held-out faces, default 200; else a folder)."""
     if str(data) == SYNTHETIC:
         n = limit if limit is not None else 200
         counts.add("generator", n)
         return tqdm(synthetic_samples(n, size, seed=seed), total=n, desc="faces", unit="img", disable=not progress)
-    return folder_samples(data, size, crop, detector, landmarks, limit, seed, counts, progress)
+    return folder_samples(data, size, crop, detector, landmarks, limit, seed, counts, progress, cut)

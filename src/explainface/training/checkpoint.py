@@ -264,7 +264,6 @@ def _mismatches(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor
 def _model_from(tensors: dict[str, torch.Tensor], state: dict, device: str | torch.device,
                 path: str | Path = "checkpoint"):  # fmt: skip
     """(network, config) of a loaded checkpoint (`path` names it in errors), weights checked against the config."""
-    from explainface.models import create_model
     from explainface.training.config import config_from_dict
 
     values = state.get("config")

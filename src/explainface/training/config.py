@@ -44,6 +44,13 @@ class ModelConfig:
     embedding_dim: int = 512
     dropout: float = 0.0
     target_layer: str | None = None  # default: the model's own `target_layer`
+    #: Pretrained weights loaded right after the network is built (`explainface.training.pretrained`): a
+    #: ``.pth``/``.pt`` state dict (read with ``weights_only=True``), a ``.safetensors`` state dict or an
+    #: explainface checkpoint. null: the builder's own initialisation (or its own weights, e.g. dlib's).
+    weights: str | None = None
+    #: Parameter-free layers replaced by the identity after building (e.g. ``[act3]``: an iresnet exactly as
+    #: insightface runs it, without the ReLU this port adds after ``layer3``; its ``added_layers``).
+    identity_layers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -63,8 +70,8 @@ LEGACY_REGULARIZER_KEYS = ("name", "k", "tau", "radius", "normalize", "temperatu
 
 @dataclass
 class DataConfig:
-    kind: str = "synthetic"  # synthetic | folder | recordio
-    root: str | None = None
+    kind: str = "synthetic"  # synthetic | folder | recordio | images
+    root: str | list[str] | None = None  # images: one folder or a list of folders
     identities: int = 200  # synthetic
     per_identity: int = 20  # synthetic
     difficulty: str | float = "medium"  # synthetic
@@ -96,6 +103,9 @@ class OptimConfig:
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step schedule, fractions of the run
     gamma: float = 0.1
     grad_clip: float | None = 5.0  # max global gradient norm; null: off
+    #: BatchNorm layers of the network in eval mode while training: running statistics frozen (their scale and
+    #: shift still train). For fine-tuning a pretrained network (the retrofit): its statistics stay its own.
+    freeze_bn: bool = False
 
 
 @dataclass
@@ -140,8 +150,9 @@ def _show(value: Any) -> str:
     return _SHORT.repr(value)
 
 
-#: ``data.kind``: where the training images come from (`explainface.training.data.build_train_dataset`).
-DATA_KINDS = ("synthetic", "folder", "recordio")
+#: ``data.kind``: where the training images come from (`explainface.training.data.build_train_dataset`); ``images``:
+#: every image under one or more folders, unlabelled (all label 0: for training without the identity loss).
+DATA_KINDS = ("synthetic", "folder", "recordio", "images")
 #: ``optim.schedule`` (`Trainer.lr_at`).
 SCHEDULES = ("cosine", "step", "constant")
 #: ``run.amp``: mixed precision.
@@ -235,7 +246,7 @@ FIELD_RULES: dict[str, Rule] = {
     "optim.weight_decay": Rule(lo=0),
     "optim.batch_size": Rule(lo=1),
     "optim.epochs": Rule(lo=1),
-    "optim.max_steps": Rule(lo=1),
+    "optim.max_steps": Rule(lo=0),  # 0: no training, the initial (e.g. pretrained) network saved as a checkpoint
     "optim.max_minutes": Rule(lo=0, lo_open=True),
     "optim.warmup_steps": Rule(lo=0),
     "optim.schedule": Rule(choices=SCHEDULES),
@@ -586,7 +597,27 @@ def _build(cls, values: Any, origins: _Origins, path: tuple[str, ...] = ()):
     out = cls(**kwargs)
     if cls is ValConfig:
         _check_val(out, path, origins)
+    if cls is DataConfig and isinstance(out.root, list) and out.kind != "images":
+        at = (*path, "root")
+        raise origins.error(at, f"{_dotted(at)}: a list of folders is read by data.kind=images only; "
+                                f"data.kind={out.kind} takes one path, got {_show(out.root)}")  # fmt: skip
+    if cls is TrainConfig:
+        _check_head_and_betas(out, origins)
     return out
+
+
+def _check_head_and_betas(cfg: TrainConfig, origins: _Origins) -> None:
+    """``beta: auto`` keeps a regulariser's gradient at a ratio of the identity loss's: without an identity loss
+    (``head.name: none``) there is nothing to keep it to."""
+    if cfg.head.name != "none":
+        return
+    for i, item in enumerate(cfg.regularizers):
+        beta = item.get("beta")
+        if isinstance(beta, str) and beta.partition(":")[0] == "auto":
+            at = ("regularizers", str(i), "beta")
+            message = (f"regularizers[{i}].beta: {beta!r} keeps the term's gradient at a ratio of the identity "
+                       "loss's; head.name=none trains without one: give beta a number")
+            raise origins.error(at, message)
 
 
 def _check_val(val: ValConfig, path: tuple[str, ...], origins: _Origins) -> None:

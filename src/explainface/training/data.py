@@ -50,7 +50,8 @@ class ResumableBatches(Sampler[list[int]]):
 
 def build_train_dataset(cfg: DataConfig, size: int, landmarks: bool = False) -> tuple[Dataset, int]:
     """(dataset of (image tensor, label), number of identities) for `cfg.kind`; with `landmarks`, items are
-    (image, label, 68 landmarks [68, 2] in the input frame, NaN where unknown)."""
+    (image, label, 68 landmarks [68, 2] in the input frame, NaN where unknown). ``images``: unlabelled faces under
+    ``data.root`` (a folder or a list of folders), every label 0."""
     if cfg.kind == "synthetic":
         from explainface.synthetic import SyntheticFaceDataset
 
@@ -59,6 +60,13 @@ def build_train_dataset(cfg: DataConfig, size: int, landmarks: bool = False) -> 
         return ds, ds.num_classes
     if cfg.root is None:
         raise ValueError(f"data.kind={cfg.kind!r} needs data.root")
+    if cfg.kind == "images":  # unlabelled: every image under one or more folders, all label 0
+        from explainface.readers.unlabelled import UnlabelledImages
+
+        ds = UnlabelledImages(cfg.root, size=size)
+        return (UnknownLandmarks(ds) if landmarks else ds), ds.num_classes
+    if isinstance(cfg.root, list):
+        raise ValueError(f"data.kind={cfg.kind!r} reads one folder, data.root is a list: {cfg.root}")
     if cfg.kind == "folder":
         from explainface.readers.folders import IdentityFolderDataset, scan_identity_folders
 
@@ -76,7 +84,7 @@ def build_train_dataset(cfg: DataConfig, size: int, landmarks: bool = False) -> 
 
 
 class UnknownLandmarks(Dataset):
-    """(image, label) items + NaN landmarks, for data that carries none (RecordIO)."""
+    """(image, label) items + NaN landmarks, for data that carries none (RecordIO, unlabelled images)."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset

@@ -35,10 +35,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from explainface.errors import TrainingInterrupted
+from explainface.errors import InputError, TrainingInterrupted
 from explainface.losses import StepContext, create_regularizer, make_beta
 from explainface.losses.beta import regularized_loss
-from explainface.models import FeatureCapture, create_head, create_model, identity_loss
+from explainface.models import FeatureCapture, create_head, identity_loss
 from explainface.readers.landmarks import mirror_landmarks
 from explainface.training import distributed as dd
 from explainface.training.checkpoint import (
@@ -58,6 +58,7 @@ from explainface.training.config import (
     start_step,
 )
 from explainface.training.data import ResumableBatches, build_train_dataset, build_val_pairs
+from explainface.training.pretrained import build_network
 
 #: What a regulariser may ask of the data (`Regularizer.NEEDS`).
 DATA_NEEDS = frozenset({"landmarks"})
@@ -133,8 +134,8 @@ class Trainer:
                              f"trainer provides {', '.join(sorted(DATA_NEEDS))}")  # fmt: skip
         self.with_landmarks = "landmarks" in needs
         self.dataset, self.num_classes = build_train_dataset(cfg.data, m.input_size, landmarks=self.with_landmarks)
-        model = create_model(m.name, width=m.width, input_size=m.input_size, embedding_dim=m.embedding_dim,
-                             dropout=m.dropout)  # fmt: skip
+        # the registered builder, model.identity_layers, then the pretrained model.weights (if any)
+        model = build_network(m)
         h = cfg.head
         head_kw: dict[str, Any] = {}
         if h.name in ("cosface", "arcface"):
@@ -142,7 +143,9 @@ class Trainer:
         elif h.name == "partial_fc":
             head_kw = {"s": h.s, "m": h.m, "sample_rate": h.sample_rate, "margin": h.margin}
         head = create_head(h.name, m.embedding_dim, self.num_classes, **head_kw)
-        for reg in self.regs:  # a regulariser with parameters of its own (a pair head) creates them here
+        # a regulariser with parameters of its own (a pair head) creates them here; one with a frozen copy of the
+        # network (`preserve`) takes it here: before `_resume`, so it is always the initial (pretrained) network
+        for reg in self.regs:
             reg.setup(model)
         self.regs.to(self.device)
         self.module = TrainModule(model, head, m.target_layer).to(self.device)
@@ -163,6 +166,9 @@ class Trainer:
 
         self.sampler = ResumableBatches(len(self.dataset), o.batch_size, r.seed, self.dist.rank, self.dist.world)
         self.total_steps = o.max_steps if o.max_steps is not None else o.epochs * self.sampler.steps_per_epoch
+        if h.name == "none" and not self.regs and self.total_steps > 0:
+            raise InputError("head.name=none trains without an identity loss and the config has no regularizers: "
+                             "nothing to train (add regularizers, or optim.max_steps=0 to save the network as is)")
         # a regulariser with `start` is off (not computed, its beta not updated) before that step
         self.reg_starts = [start_step(s.get("start", 0), self.total_steps) for s in cfg.regularizers]
         self.loader = DataLoader(
@@ -180,8 +186,18 @@ class Trainer:
             dd.broadcast_from_rank0([*self.regs.parameters(), *self._reg_state_buffers()], self.dist)
         self.ckpt_path = self.out / "checkpoints" / "last.safetensors"
         self._resume()
+        self._train_mode()
 
     # ------------------------------------------------------------------ helpers
+    def _train_mode(self) -> None:
+        """The network and head in train mode; with ``optim.freeze_bn`` the network's BatchNorm layers in eval mode
+        (running statistics frozen: a pretrained network keeps its own)."""
+        self.module.train()
+        if self.cfg.optim.freeze_bn:
+            for mod in self.module.model.modules():
+                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
+
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.cfg.run.amp
         if amp == "off" or (amp == "auto" and self.device.type != "cuda"):
@@ -451,6 +467,8 @@ class Trainer:
             raise TrainingInterrupted(self.step, str(self.ckpt_path)) from None
         finally:
             bar.close()
+        if not self.ckpt_path.is_file():  # optim.max_steps=0: the initial (pretrained) network as a checkpoint
+            self.save()
         elapsed = time.perf_counter() - start_time  # training only: the final validation is not counted
         val = self.validate() if self.dist.main else None
         replica_diff = dd.replica_max_difference(self.params, self.dist)
