@@ -473,3 +473,22 @@ def test_the_crop_command_aligns_with_align_or_crop_chip(tree: Path, tmp_path: P
     args = parser.parse_args(["crop", str(tree), str(dst), "--crop", "chip", "--margin", "0.3"])
     with pytest.raises(InputError, match="--margin"):
         args.func(args)
+
+
+def test_fallback_detector_asks_the_second_only_where_the_first_finds_nothing():
+    from explainface.faces.detect import Box, FallbackDetector
+
+    class Stub:
+        def __init__(self, boxes):
+            self.boxes, self.calls = boxes, 0
+
+        def detect(self, image):
+            self.calls += 1
+            return list(self.boxes)
+
+    image = np.zeros((20, 20, 3), np.uint8)
+    hog, cnn = Stub([Box(1, 1, 9, 9)]), Stub([Box(2, 2, 8, 8)])
+    assert FallbackDetector(hog, cnn).detect(image) == [Box(1, 1, 9, 9)] and cnn.calls == 0
+    empty = Stub([])
+    assert FallbackDetector(empty, cnn).detect(image) == [Box(2, 2, 8, 8)] and cnn.calls == 1
+    assert FallbackDetector(empty, Stub([])).detect(image) == []

@@ -7,6 +7,7 @@ from explainface.evaluate.explainability_pipeline import (
     explain,
     summary_line,
 )
+from explainface.faces.detect import DETECTORS
 
 
 def add_explain_parser(subparsers) -> None:
@@ -48,7 +49,7 @@ def add_explain_parser(subparsers) -> None:
                    help="detect: square crops as verify's (no alignment); chip: dlib's aligned face chips, the "
                    "landmarks carried into them; none: only resize; auto (default): none for a crop cache or "
                    "synthetic export, else detect")  # fmt: skip
-    e.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
+    e.add_argument("--detector", default="hog", choices=DETECTORS)
     e.add_argument("--landmarks", default="auto", choices=("auto", "file"), help="auto: dlib where no file")
     e.add_argument("--batch", type=int_at_least(1), default=64)
     e.add_argument("--device", default="cpu")

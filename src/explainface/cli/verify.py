@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from explainface.argtypes import int_at_least
+from explainface.faces.detect import DETECTORS
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -41,7 +42,7 @@ def add_verify_parser(sub: argparse._SubParsersAction) -> None:
     ve.add_argument("--out", required=True, help="writes verification.json and roc.png here")
     ve.add_argument("--crops", default=None,
                     help="crop cache folder (default: OUT/crops<size>; chips: OUT/chips<size>)")  # fmt: skip
-    ve.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
+    ve.add_argument("--detector", default="hog", choices=DETECTORS)
     ve.add_argument(
         "--crop", default="auto", choices=("auto", "detect", "none", "chip"),
         help="detect: crop faces (square, no alignment); chip: dlib's aligned face chips (5-point landmarks, "

@@ -10,6 +10,7 @@ from explainface.explanations.visualize import (
     SYNTHETIC,
     visualize,
 )
+from explainface.faces.detect import DETECTORS
 
 
 def parse_channels(text: str) -> list[int]:
@@ -65,7 +66,7 @@ def add_visualize_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         help="auto: faces already square at the input size are used as they are, others detected; detect: square "
         "crops; chip: dlib's aligned face chips; none: only resize",
     )
-    v.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
+    v.add_argument("--detector", default="hog", choices=DETECTORS)
     v.add_argument("--seed", type=int, default=0, help="synthetic faces' seed")
     v.add_argument(
         "--xcos-threshold",

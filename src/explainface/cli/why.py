@@ -10,6 +10,7 @@ from explainface.explanations.why_pipeline import (
     reference_set,
     why,
 )
+from explainface.faces.detect import DETECTORS
 
 
 def add_why_parser(subparsers) -> None:
@@ -35,7 +36,7 @@ def add_why_parser(subparsers) -> None:
     w.add_argument("--crop", default="auto", choices=("auto", "detect", "none", "chip"),
                    help="as explain's: detect (square, no alignment), chip (dlib's aligned face chips), none, "
                    "auto")  # fmt: skip
-    w.add_argument("--detector", default="hog", choices=("hog", "cnn", "haar", "auto"))
+    w.add_argument("--detector", default="hog", choices=DETECTORS)
     w.add_argument("--device", default="cpu")
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(func=_cmd_why)

@@ -485,7 +485,12 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
         for method in plan.methods:
             folder = run_dir(out, method, seed)
             k = len(measured) + 1
-            say(f"[{k}/{total}] {method}, seed {seed}: {steps} steps -> {folder}")
+            if seed != seeds[0] and method_steps(method) == 0:  # the same network at every seed: measured once
+                say(f"[{k}/{total}] {method}, seed {seed}: no training steps, the same network as seed {seeds[0]}")
+                measured[(method, seed)] = measured[(method, seeds[0])]
+                continue
+            own = method_steps(method)
+            say(f"[{k}/{total}] {method}, seed {seed}: {steps if own is None else own} steps -> {folder}")
             done = train_run(run_config(base, method, seed, steps, out), folder, progress)
             ckpt = Path(done["checkpoint"])
             res = {}

@@ -25,7 +25,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-DETECTORS = ("hog", "cnn", "haar", "auto")
+DETECTORS = ("hog", "cnn", "haar", "auto", "hog+cnn")
 DEFAULT_DETECTOR = "hog"
 #: dlib's CNN face detector (MMOD), as shipped in the `face_recognition_models` package.
 CNN_MODEL_FILE = "mmod_human_face_detector.dat"
@@ -249,9 +249,24 @@ def haar_cascade_path() -> Path:
     return path
 
 
+class FallbackDetector:
+    """`first`'s faces, or `then`'s where `first` finds none: "hog+cnn" is dlib's HOG detector with its CNN detector
+    (upsampled once) only where HOG finds nothing, what `verify --model dlib` does; HOG's margin."""
+
+    def __init__(self, first: FaceDetector, then: FaceDetector) -> None:
+        self.first, self.then = first, then
+        self.default_margin = getattr(first, "default_margin", 0.4)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Box]:
+        return self.first.detect(image_rgb) or self.then.detect(image_rgb)
+
+    def __repr__(self) -> str:
+        return f"FallbackDetector({self.first!r} -> {self.then!r})"
+
+
 def create_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
-    """A detector by name: "hog" (default), "cnn", "haar", or "auto" (hog, or haar with a warning when dlib is
-    not installed)."""
+    """A detector by name: "hog" (default), "cnn", "haar", "hog+cnn" (the CNN detector where HOG finds nothing:
+    `verify --model dlib`'s), or "auto" (hog, or haar with a warning when dlib is not installed)."""
     if name == "auto":
         if dlib_available():
             return DlibHogDetector()
@@ -259,6 +274,8 @@ def create_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
         return HaarDetector()
     if name == "hog":
         return DlibHogDetector()
+    if name == "hog+cnn":
+        return FallbackDetector(DlibHogDetector(), DlibCnnDetector(upsample=1))
     if name == "cnn":
         return DlibCnnDetector()
     if name == "haar":

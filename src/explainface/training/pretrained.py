@@ -158,27 +158,39 @@ def loads_own_weights(name: str) -> bool:
 def infer_model(tensors: dict[str, torch.Tensor], name: str | None = None,
                 input_size: int = DEFAULT_INPUT_SIZE) -> dict[str, Any]:  # fmt: skip
     """``{"name", "width", "embedding_dim", "input_size"}`` of the registered network that `tensors` fit exactly (of
-    `name` only, when given): the name from the tensor names, the width from the first convolution, the embedding
-    size from the last 1-D tensor (the embedding's BatchNorm). ValueError when none fits."""
-    from explainface.models import create_model, list_models
+    `name` only, when given): the name from the tensor names, the width from the first convolution (3 input
+    channels), the embedding size among the 1-D tensors' sizes (the file's order is not relied on: safetensors sorts
+    its keys). ValueError when none fits."""
+    from explainface.models import list_models
+    from explainface.training.checkpoint import _tensor_names
 
-    first = next((v for v in tensors.values() if v.dim() == 4), None)
-    last = next((v for v in reversed(list(tensors.values())) if v.dim() == 1), None)
-    if first is None or last is None:
-        raise ValueError("the tensors hold no convolution or no embedding normalisation: not a face network")
-    width, emb = first.shape[0] / 64, int(last.shape[0])
-    names = [name] if name else list_models()
+    widths = sorted({v.shape[0] / 64 for v in tensors.values() if v.dim() == 4 and v.shape[1] == 3})
+    sizes = sorted({int(v.shape[0]) for v in tensors.values() if v.dim() == 1}, reverse=True)
+    if not widths or not sizes:
+        raise ValueError("the tensors hold no RGB convolution or no 1-D tensor: not a face network")
+    names = [name] if name else [n for n in list_models() if _tensor_names(n) == set(tensors)]
     for candidate in names:
-        try:
-            with torch.device("meta"):
-                net = create_model(candidate, width=width, input_size=input_size, embedding_dim=emb)
-        except Exception:  # another family's builder (different arguments, weights of its own): not this one
-            continue
-        if not _mismatches(net.state_dict(), tensors):
-            return {"name": candidate, "width": width, "embedding_dim": emb, "input_size": input_size}
+        for width in widths:
+            for emb in sizes:
+                if _fits(candidate, tensors, width=width, input_size=input_size, embedding_dim=emb):
+                    return {"name": candidate, "width": width, "embedding_dim": emb, "input_size": input_size}
     which = f"{name} (at any width)" if name else "any registered network"
-    raise ValueError(f"they fit {which} at width {width:g}, {emb}-d embedding and {input_size} px; "
-                     "name the network: model.name=NAME (and model.width, model.embedding_dim, model.input_size)")
+    raise ValueError(f"they fit {which} at width {', '.join(f'{w:g}' for w in widths)} and {input_size} px; name "
+                     "the network: model.name=NAME (and model.width, model.embedding_dim, model.input_size)")
+
+
+def _fits(name: str, tensors: dict[str, torch.Tensor], **kw: Any) -> bool:
+    """Whether registered network `name` built with `kw` (on the meta device: no memory) has exactly `tensors`."""
+    from explainface.models import create_model
+
+    if loads_own_weights(name):
+        kw["weights"] = None
+    try:
+        with torch.device("meta"):
+            net = create_model(name, **kw)
+    except Exception:  # a builder that refuses these sizes (a fixed-shape network): not this one
+        return False
+    return not _mismatches(net.state_dict(), tensors)
 
 
 def original_identity_layers(m: ModelConfig) -> list[str]:

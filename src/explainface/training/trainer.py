@@ -104,6 +104,17 @@ def _resolve_device(name: str, d: dd.Dist) -> torch.device:
     return dev
 
 
+def _build_head(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The identity head of ``cfg.head`` for `num_classes` identities (``none``: no identity loss)."""
+    h = cfg.head
+    head_kw: dict[str, Any] = {}
+    if h.name in ("cosface", "arcface"):
+        head_kw = {"s": h.s, "m": h.m}
+    elif h.name == "partial_fc":
+        head_kw = {"s": h.s, "m": h.m, "sample_rate": h.sample_rate, "margin": h.margin}
+    return create_head(h.name, cfg.model.embedding_dim, num_classes, **head_kw)
+
+
 class Trainer:
     """Builds everything from a `TrainConfig`, resumes from `out_dir` when it holds a checkpoint."""
 
@@ -136,13 +147,7 @@ class Trainer:
         self.dataset, self.num_classes = build_train_dataset(cfg.data, m.input_size, landmarks=self.with_landmarks)
         # the registered builder, model.identity_layers, then the pretrained model.weights (if any)
         model = build_network(m)
-        h = cfg.head
-        head_kw: dict[str, Any] = {}
-        if h.name in ("cosface", "arcface"):
-            head_kw = {"s": h.s, "m": h.m}
-        elif h.name == "partial_fc":
-            head_kw = {"s": h.s, "m": h.m, "sample_rate": h.sample_rate, "margin": h.margin}
-        head = create_head(h.name, m.embedding_dim, self.num_classes, **head_kw)
+        head = _build_head(cfg, self.num_classes)
         # a regulariser with parameters of its own (a pair head) creates them here; one with a frozen copy of the
         # network (`preserve`) takes it here: before `_resume`, so it is always the initial (pretrained) network
         for reg in self.regs:
@@ -166,7 +171,7 @@ class Trainer:
 
         self.sampler = ResumableBatches(len(self.dataset), o.batch_size, r.seed, self.dist.rank, self.dist.world)
         self.total_steps = o.max_steps if o.max_steps is not None else o.epochs * self.sampler.steps_per_epoch
-        if h.name == "none" and not self.regs and self.total_steps > 0:
+        if cfg.head.name == "none" and not self.regs and self.total_steps > 0:
             raise InputError("head.name=none trains without an identity loss and the config has no regularizers: "
                              "nothing to train (add regularizers, or optim.max_steps=0 to save the network as is)")
         # a regulariser with `start` is off (not computed, its beta not updated) before that step
