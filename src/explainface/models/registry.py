@@ -57,7 +57,9 @@ def describe_model(name: str, **kwargs: Any) -> dict[str, Any]:
     The shapes come from one forward pass of a single zero image in eval mode
     (BatchNorm1d cannot normalise a batch of one in train mode).
     """
-    kwargs = {**kwargs, **getattr(_MODELS.get(name), "fixed", {})}
+    fixed = getattr(_MODELS.get(name), "fixed", None)
+    if fixed is not None:  # a pretrained network: its own shape; its weights change no shape (and may be absent)
+        kwargs = {**kwargs, **fixed, "weights": None}
     model = create_model(name, **kwargs)
     model.eval()
     in_chans = getattr(model, "in_chans", 3)
