@@ -220,3 +220,18 @@ def test_dlib_loads_a_fine_tuned_network_written_back(tmp_path):
     with torch.no_grad():
         ours = model(torch.stack([to_tensor(c) for c in chips])).numpy()
     assert np.abs(ours - ref).max() <= 1e-4 and np.abs(before - ref).max() > 1e-3
+
+
+def test_photos_are_cut_as_chips_for_dlib_resnet_and_it_loads_by_name(tmp_path, monkeypatch):
+    from explainface.faces.crop import model_cut
+    from explainface.training.checkpoint import load_model
+
+    assert model_cut(create_model("dlib_resnet", weights=None)) == "chip"
+    assert model_cut(create_model("vgg13", width=0.125, input_size=112)) == "detect"
+    _weights()
+    loaded = load_model("dlib_resnet")
+    assert (loaded.input_size, loaded.layer) == (150, "stage2") and not loaded.model.training
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dlib_resnet").write_bytes(b"not a checkpoint")  # a file of that name is read as a checkpoint
+    with pytest.raises(ValueError, match="dlib_resnet"):
+        load_model("dlib_resnet")

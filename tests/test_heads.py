@@ -117,5 +117,5 @@ def test_create_head_passes_margin_arguments() -> None:
 
 
 def test_create_head_unknown_name_lists_available_heads() -> None:
-    with pytest.raises(ValueError, match="arcface, cosface, partial_fc, softmax"):
+    with pytest.raises(ValueError, match="arcface, cosface, none, partial_fc, softmax"):
         create_head("sphereface", D, C)

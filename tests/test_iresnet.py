@@ -257,7 +257,7 @@ def test_describe_model_reports_the_target_and_shapes():
     d = describe_model("iresnet18", width=0.25, input_size=112)
     model = create_model("iresnet18", width=0.25, input_size=112)
     assert d == {"name": "iresnet18", "params": sum(p.numel() for p in model.parameters()), "target_layer": "act3",
-                 "target_shape": (64, 14, 14), "embedding_dim": 512}  # fmt: skip
+                 "target_layers": ["act3"], "target_shape": (64, 14, 14), "embedding_dim": 512}  # fmt: skip
     # `explainface models` lists them: tests/test_cli.py::test_models_lists_every_network_with_a_14x14_target
 
 

@@ -190,6 +190,7 @@ def test_describe_model_reports_params_target_and_shapes() -> None:
         "name": "vgg16_bn",
         "params": sum(p.numel() for p in model.parameters()),
         "target_layer": "features.relu5_3",
+        "target_layers": ["features.relu5_3"],
         "target_shape": (128, 14, 14),
         "embedding_dim": 512,
     }

@@ -553,6 +553,8 @@ def write_page(results: dict, out: Path, plan: ExperimentPlan, sets: list[EvalSe
     runs, colors = {}, {}
     for i, m in enumerate(plan.methods):
         for seed in seeds:
+            if not (run_dir(out, m, seed) / "metrics.csv").is_file():  # a method measured once (`original`)
+                continue
             label = f"{m} s{seed}"
             runs[label] = run_dir(out, m, seed)
             colors[label] = palette[i % len(palette)]
