@@ -35,11 +35,21 @@ def add_retrofit_parser(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_cmd_retrofit)
 
 
+def _split_faces(items: list[str]) -> tuple[list[str], list[str]]:
+    """`--faces` takes every word after it, overrides too (``--faces DIR optim.lr=0.01``): a ``key=value`` word that
+    is not an existing path is an override."""
+    from pathlib import Path
+
+    faces = [f for f in items if "=" not in f or Path(f).exists()]
+    return faces, [f for f in items if f not in faces]
+
+
 def _cmd_retrofit(args: argparse.Namespace) -> int:
     from explainface.training.retrofit import retrofit
 
-    s = retrofit(args.model, args.faces, args.out, steps=args.steps, seed=args.seed,
-                 identity_loss=args.identity_loss, overrides=args.overrides, progress=not args.quiet)  # fmt: skip
+    faces, extra = _split_faces(args.faces)
+    s = retrofit(args.model, faces, args.out, steps=args.steps, seed=args.seed, identity_loss=args.identity_loss,
+                 overrides=[*extra, *args.overrides], progress=not args.quiet)  # fmt: skip
     kept = s["preserved"]
     print(f"retrofitted {s['steps']}/{s['total_steps']} steps; the embedding's cosine to the original's on "
           f"{kept['faces']} of the faces: mean {kept['mean']:.4f}, min {kept['min']:.4f}; checkpoint "
