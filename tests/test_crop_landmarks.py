@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -75,18 +77,23 @@ def test_a_folder_that_is_not_a_crop_cache_is_named(tmp_path):
         landmark_crops(tmp_path)
 
 
-def test_real_faces_crop_landmarks_agree_with_helen_annotations(tmp_path):
+def _three_helen_faces(person: Path) -> list[Path]:
+    """Links to HELEN's first three test faces in `person` (skips without dlib or the data); HELEN's folder."""
     from explainface.faces import detect
     from realdata import real_data
 
     if not detect.dlib_available():
         pytest.skip("dlib is not installed (pip install dlib-bin)")
     helen = real_data("helen", "testset")
-    person = tmp_path / "src" / "helen"
     person.mkdir(parents=True)
     stems = sorted(p.with_suffix("") for p in helen.glob("*.pts"))[:3]
     for stem in stems:
         (person / stem.with_suffix(".jpg").name).symlink_to(stem.with_suffix(".jpg"))
+    return helen
+
+
+def test_real_faces_crop_landmarks_agree_with_helen_annotations(tmp_path):
+    helen = _three_helen_faces(tmp_path / "src" / "helen")
     crop_folder(tmp_path / "src", tmp_path / "crops", size=112, detector="hog", progress=False)
     assert landmark_crops(tmp_path / "crops", progress=False)["written"] == 3
     for row in read_crop_index(tmp_path / "crops"):
@@ -120,19 +127,9 @@ def test_the_crop_command_writes_landmarks_on_request(tmp_path):
 
 
 def test_a_chip_cache_gets_landmarks_through_each_chips_affine(tmp_path):
-    from explainface.faces import detect
     from explainface.faces.align import transform_points
     from explainface.faces.crop import chip_transform_of
-    from realdata import real_data
-
-    if not detect.dlib_available():
-        pytest.skip("dlib is not installed (pip install dlib-bin)")
-    helen = real_data("helen", "testset")
-    person = tmp_path / "src" / "helen"
-    person.mkdir(parents=True)
-    stems = sorted(p.with_suffix("") for p in helen.glob("*.pts"))[:3]
-    for stem in stems:
-        (person / stem.with_suffix(".jpg").name).symlink_to(stem.with_suffix(".jpg"))
+    helen = _three_helen_faces(tmp_path / "src" / "helen")
     crop_folder(tmp_path / "src", tmp_path / "chips", size=150, detector="hog", crop="chip", progress=False)
     assert landmark_crops(tmp_path / "chips", progress=False)["written"] == 3
     for row in read_crop_index(tmp_path / "chips"):
