@@ -95,6 +95,7 @@ def test_the_methods_of_a_seed_start_from_one_initialisation_and_see_the_same_ba
         ({"faces": {"bad name": "/tmp"}}, "evaluation set name 'bad name'"),
         ({"data": "/nowhere/crops"}, "training data not found: /nowhere/crops"),
         ({"seeds": 0}, "--seeds must be at least 1"),
+        ({"detector": "mtcnn"}, "--detector: unknown detector 'mtcnn'; choose one of hog"),
     ],
 )
 def test_bad_input_fails_before_any_training_and_names_the_problem(tmp_path, change, message):
@@ -344,3 +345,41 @@ def test_a_run_folder_trained_with_other_settings_is_never_reused(tmp_path):
     assert train_run(image, folder, progress=False)["checkpoint"] == "y"
     with pytest.raises(ValueError, match="other settings"):
         train_run(cfg, folder, progress=False)  # frame "face" is another run
+
+
+def test_the_detector_crops_every_evaluation_set_and_is_part_of_the_experiment(tmp_path, monkeypatch):
+    """--detector reaches verify and explain, keeps its own crop cache, is in the reproduce command, and a folder
+    evaluated with another detector is refused (the default leaves plan.json as before the option existed)."""
+    import explainface.evaluate.explainability_pipeline as pipeline
+    import explainface.evaluate.verify as verify_module
+    from explainface.experiments.run import EvalSet, crop_cache, evaluate_run, fix_steps, reproduce_command
+
+    seen = {}
+
+    def fake_verify(checkpoint, pairs, out, crops_dir, workers, detector, progress):
+        seen["verify"] = (detector, crops_dir)
+        return {"accuracy_mean": 0.9, "accuracy_std": 0.01, "auc": 0.95, "eer": 0.1, "tar_at_far": {}}
+
+    def fake_explain(checkpoint, faces, out, n_faces, runs, seed, detector, progress):
+        seen["explain"] = detector
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(verify_module, "verify", fake_verify)
+    monkeypatch.setattr(pipeline, "explain", fake_explain)
+    plan = ExperimentPlan.quick_plan(detector="hog+cnn")
+    cache = crop_cache(tmp_path, 150, plan.detector)
+    assert cache.name == "crops150-hog+cnn" and crop_cache(tmp_path, 150, "hog").name == "crops150"
+    metrics = evaluate_run(Path("x.safetensors"), tmp_path / "run", EvalSet("lfw", pairs="p.txt"), plan, cache, False)
+    assert seen["verify"] == ("hog+cnn", cache / "lfw") and metrics["accuracy_mean"] == 0.9
+    with pytest.raises(RuntimeError, match="stop here"):
+        evaluate_run(Path("x.safetensors"), tmp_path / "run", EvalSet("helen", faces="f"), plan, cache, False)
+    assert seen["explain"] == "hog+cnn"
+    assert "--detector hog+cnn" in reproduce_command(plan, tmp_path)
+    assert "--detector" not in reproduce_command(ExperimentPlan.quick_plan(), tmp_path)
+
+    base = base_config(plan)
+    fix_steps(ExperimentPlan.quick_plan(), tmp_path / "hog", base, {}, print)
+    assert "detector" not in json.loads((tmp_path / "hog" / "plan.json").read_text())["fingerprint"]
+    fix_steps(plan, tmp_path / "cnn", base, {}, print)
+    with pytest.raises(ValueError, match="other settings"):
+        fix_steps(ExperimentPlan.quick_plan(), tmp_path / "cnn", base, {}, print)

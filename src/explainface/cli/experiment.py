@@ -12,6 +12,7 @@ from explainface.experiments.run import (
     ExperimentPlan,
     run_experiment,
 )
+from explainface.faces.detect import DETECTORS
 from explainface.parts.samples import SYNTHETIC
 
 
@@ -59,6 +60,9 @@ def add_experiment_parser(subparsers) -> None:
     e.add_argument("--faces", action="append", default=[], metavar="NAME=DIR",
                    help="faces for PE/LS/AR (repeatable): a folder with .pts/.parts.png beside the images "
                    "(else dlib landmarks)")  # fmt: skip
+    e.add_argument("--detector", choices=DETECTORS, default=None,
+                   help="face detector that crops the evaluation sets' photos (default hog; hog+cnn: dlib's CNN "
+                   "detector where HOG finds no face, as `verify --model dlib` does)")  # fmt: skip
     e.add_argument("--images", type=int_at_least(1), default=None, help="N images per PE/AR draw (default 100)")
     e.add_argument("--runs", type=int_at_least(1), default=None, help="R draws (default 5)")
     e.add_argument("--quick", action="store_true", help="a smoke test in about a minute (tiny network)")
@@ -81,7 +85,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         methods=split_methods(args.methods), seeds=args.seeds, minutes=args.minutes, steps=args.steps,
         data=args.data, config=args.config, overrides=list(args.overrides),
         pairs=_named_paths(args.pairs, "--pairs"), faces=_named_paths(args.faces, "--faces"),
-        images=args.images, runs=args.runs,
+        images=args.images, runs=args.runs, detector=args.detector,
     )  # fmt: skip
     if args.quick:
         plan = ExperimentPlan.quick_plan(**kw)

@@ -70,6 +70,7 @@ class ExperimentPlan:
     overrides: list[str] = field(default_factory=list)
     pairs: dict[str, str] = field(default_factory=dict)  # eval set -> verification pairs (read_pairs)
     faces: dict[str, str] = field(default_factory=dict)  # eval set -> faces with part labels (explain)
+    detector: str = "hog"  # the face detector that crops the evaluation sets' photos (faces.detect.DETECTORS)
     images: int = 100  # PE/AR draws: N images, R runs
     runs: int = 5
     heldout_identities: int = 40
@@ -158,6 +159,10 @@ def validate(plan: ExperimentPlan) -> tuple[TrainConfig, dict[str, TrainConfig]]
         raise ValueError(f"--minutes must be positive, got {plan.minutes}")
     if not plan.methods:
         raise ValueError("no methods given")
+    from explainface.faces.detect import DETECTORS
+
+    if plan.detector not in DETECTORS:
+        raise ValueError(f"--detector: unknown detector {plan.detector!r}; choose one of {', '.join(DETECTORS)}")
     if plan.data != SYNTHETIC and not Path(plan.data).exists():
         raise FileNotFoundError(f"--data: training data not found: {plan.data}")
     base = base_config(plan)
@@ -206,6 +211,8 @@ def fix_steps(plan: ExperimentPlan, out: Path, base: TrainConfig, configs: dict[
         "runs": plan.runs,
         "heldout": [plan.heldout_identities, plan.heldout_per_identity],
     }
+    if plan.detector != "hog":  # absent for the default: experiments from before the option continue
+        fingerprint["detector"] = plan.detector
     old = _read_json(out / "plan.json")
     if old is not None:
         if _normalised(old.get("fingerprint")) != json.loads(json.dumps(fingerprint)):  # as plan.json holds it
@@ -262,6 +269,11 @@ def _untrained_checkpoint(base: TrainConfig, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- the runs
+
+
+def crop_cache(out: Path, size: int, detector: str) -> Path:
+    """Where the evaluation sets' crops are kept: one folder per input size and detector (HOG: the old name)."""
+    return out / "cache" / (f"crops{size}" if detector == "hog" else f"crops{size}-{slug(detector)}")
 
 
 def run_dir(out: Path, method: str, seed: int) -> Path:
@@ -340,14 +352,14 @@ def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPl
         from explainface.evaluate.verify import verify
 
         v = verify(checkpoint, es.pairs, path.parent / "verify", crops_dir=cache / es.name, workers=2,
-                   progress=progress)  # fmt: skip
+                   detector=plan.detector, progress=progress)  # fmt: skip
         metrics.update({k: v[k] for k in VERIFY_METRICS})
         metrics["tar_at_far"] = v.get("tar_at_far")
     if es.faces:
         from explainface.evaluate.explainability_pipeline import explain
 
         e = explain(checkpoint, es.faces, path.parent / "explain", n_faces=plan.images, runs=plan.runs,
-                    seed=EVAL_SEED, progress=progress)  # fmt: skip
+                    seed=EVAL_SEED, detector=plan.detector, progress=progress)  # fmt: skip
         metrics.update({k: e[k] for k in EXPLAIN_METRICS})
         metrics["part_channels"] = part_channels(e["channels"], e.get("part_names") or [])
         metrics["parts_owned"] = parts_owned(e["channels"])
@@ -495,7 +507,7 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
             ckpt = Path(done["checkpoint"])
             res = {}
             for es in sets:
-                res[es.name] = evaluate_run(ckpt, folder, es, plan, out / "cache" / f"crops{size}", progress)
+                res[es.name] = evaluate_run(ckpt, folder, es, plan, crop_cache(out, size, plan.detector), progress)
             measured[(method, seed)] = {s: _metric_values(m) for s, m in res.items()}
             timing["runs"][f"{method}/seed{seed}"] = {
                 "train_seconds": done.get("seconds"), "eval_seconds": {s: m.get("seconds") for s, m in res.items()},
@@ -598,6 +610,8 @@ def reproduce_command(plan: ExperimentPlan, out: Path) -> str:
         for name, path in sets.items():
             args += [flag, f"{name}={path}"]
     defaults = ExperimentPlan.quick_plan() if plan.quick else ExperimentPlan()
+    if plan.detector != defaults.detector:
+        args += ["--detector", plan.detector]
     if plan.images != defaults.images:
         args += ["--images", str(plan.images)]
     if plan.runs != defaults.runs:
