@@ -34,6 +34,7 @@ class PartSample:
     image: np.ndarray  # uint8 [S, S, 3]
     labels: np.ndarray  # uint8 [S, S]
     source: str  # "generator", "parts.png", "pts" or "dlib"
+    landmarks: np.ndarray | None = None  # float64 [68, 2] in the crop's pixels (None: labels from a .parts.png)
 
 
 @dataclass
@@ -64,7 +65,7 @@ def synthetic_samples(count: int, size: int, seed: int = 0, difficulty: str | fl
     for i in range(count):
         identity, k = HELDOUT_FIRST_IDENTITY + i // 5, i % 5
         s = gen.sample(identity, k, size)
-        yield PartSample(f"synthetic/{identity}/{k}", s.image, s.parts, "generator")
+        yield PartSample(f"synthetic/{identity}/{k}", s.image, s.parts, "generator", s.landmarks.astype(np.float64))
 
 
 def folder_samples(
@@ -129,6 +130,7 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     from explainface.parts.masks import (
         check_landmarks_in_image,
         crop_label_map,
+        crop_landmarks,
         part_label_map,
         predict_landmarks68,
     )
@@ -164,11 +166,13 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     if crop == "detect":
         face, info = crop_face(image, _detector(detector), size=size)
         labels = crop_label_map(labels_full, info.square, size)
+        carried = None if pts is None else crop_landmarks(pts, info.square, size).astype(np.float64)
     else:
         face, labels = resize_image(image, size), _resize_nearest(labels_full, size)  # same stretch
+        carried = None if pts is None else (np.asarray(pts, np.float64) + 0.5) * [size / w, size / h] - 0.5
     if not labels.any():
         raise ValueError(f"{path}: its {source} labels mark no face part inside the {size}-px crop")
-    return PartSample(name or str(path), face, labels, source)
+    return PartSample(name or str(path), face, labels, source, carried)
 
 
 def _detector(detector):
@@ -204,6 +208,7 @@ def _chip_sample(path: Path, image: np.ndarray, k: int, size: int, detector, lan
         pts = predict_landmarks68(image, box=info.box) if info.box is not None else None
         if pts is None:
             raise ValueError(f"{path}: no landmarks file and dlib found no face")
+    carried = None
     if labels_full is not None:
         labels = cv2.warpAffine(labels_full, transform, (size, size), flags=cv2.INTER_NEAREST,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
@@ -214,7 +219,7 @@ def _chip_sample(path: Path, image: np.ndarray, k: int, size: int, detector, lan
         labels = part_label_map(carried, size, size)
     if not labels.any():
         raise ValueError(f"{path}: its {source} labels mark no face part inside the {size}-px chip")
-    return PartSample(name or str(path), face, labels, source)
+    return PartSample(name or str(path), face, labels, source, carried)
 
 
 def load_label_png(path: Path, shape: tuple[int, int]) -> np.ndarray:
