@@ -34,7 +34,7 @@ class PartSample:
     image: np.ndarray  # uint8 [S, S, 3]
     labels: np.ndarray  # uint8 [S, S]
     source: str  # "generator", "parts.png", "pts" or "dlib"
-    landmarks: np.ndarray | None = None  # float64 [68, 2] in the crop's pixels (None: labels from a .parts.png)
+    landmarks: np.ndarray | None = None  # float64 [68, 2] in the crop's pixels (None: none known)
 
 
 @dataclass
@@ -152,6 +152,8 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     labels_full, source, pts = None, None, None
     if label_png.is_file():
         labels_full, source = load_label_png(label_png, (h, w)), "parts.png"
+        if pts_file.is_file():  # the labels come from the PNG, the landmarks (PartSample.landmarks) from here
+            pts = points_to_reduced(read_landmarks(pts_file), k)
     elif pts_file.is_file():
         pts, source = points_to_reduced(read_landmarks(pts_file), k), "pts"
     elif landmarks == "auto":
@@ -201,20 +203,19 @@ def _chip_sample(path: Path, image: np.ndarray, k: int, size: int, detector, lan
         raise ValueError(f"{path}: no .pts or .parts.png beside it")
     h, w = image.shape[:2]
     labels_full = load_label_png(label_png, (h, w)) if source == "parts.png" else None
-    pts = points_to_reduced(read_landmarks(pts_file), k) if source == "pts" else None
+    pts = points_to_reduced(read_landmarks(pts_file), k) if pts_file.is_file() else None
     face, info = chip_face(image, _detector(detector), size=size)
     transform = np.asarray(info.transform, np.float64).reshape(2, 3)
     if source == "dlib":
         pts = predict_landmarks68(image, box=info.box) if info.box is not None else None
         if pts is None:
             raise ValueError(f"{path}: no landmarks file and dlib found no face")
-    carried = None
+    carried = None if pts is None else transform_points(pts, transform)
     if labels_full is not None:
         labels = cv2.warpAffine(labels_full, transform, (size, size), flags=cv2.INTER_NEAREST,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
     else:
         check_landmarks_in_image(pts, w, h)
-        carried = transform_points(pts, transform)
         check_landmarks_in_image(carried, size, size, "face chip")
         labels = part_label_map(carried, size, size)
     if not labels.any():

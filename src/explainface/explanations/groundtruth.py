@@ -1,0 +1,332 @@
+"""Pair explanations checked against planted ground truth: the part-swap and Patch-LFW protocols.
+
+Deletion curves (`evaluate.faithfulness`) say which order of parts moves a pair's score fastest, not which part
+truly made the pair match. Here the reason is planted, so an explanation can be scored against it:
+
+* **part swap** (ours): for an impostor pair (A, B), one face part of A (eyes, nose, mouth, ...) is replaced by
+  B's, warped by the landmarks and blended (`faces.part_swap`): the part is the planted reason to match, and a
+  method *hits* when it ranks that part first by its score (the most supporting part). For a genuine pair the
+  part comes from a third identity: the planted reason not to match, hit when ranked first from the most
+  *opposing* end. Reported: the hit rate (chance: 1 / the parts a method scores, about 1/7), the planted part's
+  mean rank, both over all pairs and over the pairs where the planting moved the cosine by at least `MOVED`
+  (the others are pairs where the network did not react: no explanation can find a reason that is not one).
+* **Patch-LFW** (xSSAB, Huber et al. WACV 2024; `faces.patches`, `explanations.insertion`): 27 seeded patches
+  pasted into A from B (impostor pairs: the similar region) or from a third identity (genuine pairs: the
+  dissimilar region); A's pixels are restored in the order of the method's map of A (xSSAB's decision end,
+  `decision_order_map`) at 0-95%, the pairs rescored, and the match rate at the threshold tracked against a
+  random order. A part-level method orders pixels by its part scores painted on A's part labels. Reported: the
+  match-rate curve and its area (impostor pairs: lower = better; genuine pairs: higher = better).
+
+Every planting is seeded by (seed, pair index), so a run is reproducible from its command, and each record keeps
+the cosine before and after the planting. docs/why.md "Checked against planted ground truth" has the results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from explainface.explanations.attributions import PARTS, Attribution, PairContext, attribute
+from explainface.explanations.attributions.base import face_embedding
+from explainface.parts.labels import PART_NAMES
+
+PROTOCOLS = ("part-swap", "patch")
+#: A planting that moves the pair's cosine by less than this is one the network did not react to.
+MOVED = 0.05
+
+
+@dataclass
+class Face:
+    image: np.ndarray  # uint8 [S, S, 3]
+    labels: np.ndarray  # part labels [S, S]
+    landmarks: np.ndarray  # [68, 2] in the crop
+    identity: str
+
+
+@dataclass
+class PlantedPair:
+    """A pair with its planted reason: images [2, 3, S, S] (A planted, B), labels, what was planted."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    same: bool
+    cos_before: float
+    cos_after: float
+    part: str | None = None  # part swap
+    original: np.ndarray | None = None  # Patch-LFW: A before planting (uint8)
+    planted: np.ndarray | None = None  # Patch-LFW: A after planting (uint8)
+    mask: np.ndarray | None = None  # Patch-LFW: the planted pixels
+
+
+def _tensor(images: Sequence[np.ndarray], like: torch.Tensor | None = None) -> torch.Tensor:
+    from explainface.inputs import to_tensor
+
+    x = torch.stack([to_tensor(np.ascontiguousarray(im)) for im in images])
+    return x if like is None else x.to(like)
+
+
+@torch.no_grad()
+def _cos(model, images: torch.Tensor) -> float:
+    e = face_embedding(model, images)
+    return float((e[0] * e[1]).sum())
+
+
+def swap_pair(model, a: Face, b: Face, donor: Face, same: bool, part: str, param: torch.Tensor) -> PlantedPair:
+    """A with `part` from `donor` (B for an impostor pair, a third identity for a genuine pair), and B."""
+    from explainface.faces.part_swap import swap_part
+
+    before = _tensor([a.image, b.image], param)
+    swapped = swap_part(a.image, a.landmarks, donor.image, donor.landmarks, part)
+    after = _tensor([swapped.image, b.image], param)
+    labels = torch.from_numpy(np.stack([a.labels, b.labels]).astype(np.int64))
+    return PlantedPair(after, labels, same, _cos(model, before), _cos(model, after), part=part)
+
+
+def patch_pair(model, a: Face, b: Face, source: Face, same: bool, seed, param: torch.Tensor) -> PlantedPair:
+    """A with Patch-LFW's patches from `source` (B for an impostor pair, a third identity for a genuine pair)."""
+    from explainface.faces.patches import plant_patches
+
+    planting = plant_patches(a.image, source.image, seed)
+    before = _tensor([a.image, b.image], param)
+    after = _tensor([planting.image, b.image], param)
+    labels = torch.from_numpy(np.stack([a.labels, b.labels]).astype(np.int64))
+    return PlantedPair(after, labels, same, _cos(model, before), _cos(model, after), original=a.image,
+                       planted=planting.image, mask=planting.mask)  # fmt: skip
+
+
+def part_map(attribution: Attribution, labels: np.ndarray) -> np.ndarray:
+    """A part-level attribution as a pixel map of face A: each part's score on its pixels (lowest elsewhere)."""
+    scores = [v for v in attribution.parts.values() if v is not None and np.isfinite(v)]
+    floor = min(scores, default=0.0) - 1.0
+    out = np.full(labels.shape, floor, np.float64)
+    for p, v in attribution.parts.items():
+        if v is not None and np.isfinite(v):
+            out[labels == PART_NAMES.index(p)] = v
+    return out
+
+
+def swap_record(ctx: PairContext, methods: Sequence[str], pair: PlantedPair, index: int) -> dict:
+    """One part-swap pair: the planted part's rank and hit for each method (genuine pairs: from the opposing end)."""
+    sign = -1 if pair.same else 1
+    rec: dict[str, Any] = {"same": pair.same, "part": pair.part, "cos_before": pair.cos_before,
+                           "cos_after": pair.cos_after, "methods": {}}  # fmt: skip
+    for m in methods:
+        a = attribute(m, ctx, pair.images, pair.labels, index=index)
+        rank = a.rank_of(pair.part, sign)
+        rec["methods"][m] = {"rank": None if np.isnan(rank) else rank, "hit": bool(rank == 1.0),
+                             "n_scored": len(a.ranked())}  # fmt: skip
+    return rec
+
+
+def patch_record(ctx: PairContext, methods: Sequence[str], pair: PlantedPair, index: int, threshold: float,
+                 seed: int) -> dict:  # fmt: skip
+    """One Patch-LFW pair: the restoration curve of each method's map of A, and of a random order."""
+    from explainface.explanations.insertion import decision_order_map, random_order_map, restore_curve
+
+    model, b = ctx.model, pair.images[1:2]
+    with torch.no_grad():
+        eb = face_embedding(model, b)[0]
+
+    def score(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return (face_embedding(model, _tensor(list(batch), b)) @ eb).cpu().numpy()
+
+    rec: dict[str, Any] = {"same": pair.same, "cos_before": pair.cos_before, "cos_after": pair.cos_after,
+                           "planted_fraction": float(pair.mask.mean()), "curves": {}}  # fmt: skip
+    labels = pair.labels[0].numpy()
+    for m in methods:
+        a = attribute(m, ctx, pair.images, pair.labels, index=index)
+        signed = a.maps[0] if a.maps is not None else part_map(a, labels)
+        order = decision_order_map(signed, pair.cos_after, threshold)
+        rec["curves"][m] = restore_curve(pair.planted, pair.original, order, score).tolist()
+    rand = random_order_map(labels.shape, [seed, index, 9])
+    rec["curves"]["random order"] = restore_curve(pair.planted, pair.original, rand, score).tolist()
+    return rec
+
+
+# ---- summaries ---------------------------------------------------------------------------------------------------
+
+
+def _mean_se(values: Sequence[float]) -> dict:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
+    if v.size == 0:
+        return {"mean": None, "se": None, "n": 0}
+    return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None,
+            "n": int(v.size)}  # fmt: skip
+
+
+def mcnemar_p(hits_a: Sequence[bool], hits_b: Sequence[bool]) -> float | None:
+    """Exact two-sided McNemar test (paired over pairs) of two methods' hits; None without discordant pairs."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(hits_a, bool), np.asarray(hits_b, bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return None
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def toward(record: dict) -> float:
+    """How far the planting moved the cosine towards its planted reason (up for impostor, down for genuine)."""
+    change = record["cos_after"] - record["cos_before"]
+    return -change if record["same"] else change
+
+
+def summarize_swaps(records: Sequence[dict], methods: Sequence[str], moved: float = MOVED) -> dict:
+    """Per method: hit rate and mean rank over all pairs and over the pairs whose cosine the planting moved by at
+    least `moved` (towards the planted reason), per kind; McNemar p of every method against the first."""
+    out: dict[str, Any] = {"moved": moved, "methods": {}, "pairs": len(records)}
+    react = [r for r in records if toward(r) >= moved]
+    out["pairs_moved"] = len(react)
+    out["mean_cos_change"] = _mean_se([r["cos_after"] - r["cos_before"] for r in records])
+    for m in methods:
+        entry = {}
+        for name, recs in (("all", records), ("moved", react)):
+            hits = [r["methods"][m]["hit"] for r in recs]
+            entry[name] = {"hit_rate": _mean_se([float(h) for h in hits]),
+                           "rank": _mean_se([r["methods"][m]["rank"] for r in recs])}  # fmt: skip
+            for kind, same in (("impostor", False), ("genuine", True)):
+                sub = [r["methods"][m]["hit"] for r in recs if r["same"] == same]
+                entry[name][f"hit_rate_{kind}"] = _mean_se([float(h) for h in sub])
+        out["methods"][m] = entry
+    for name, recs in (("all", records), ("moved", react)):
+        out[f"p_vs_{methods[0]}_{name}"] = {
+            m: mcnemar_p([r["methods"][methods[0]]["hit"] for r in recs], [r["methods"][m]["hit"] for r in recs])
+            for m in methods[1:]
+        }
+    return out
+
+
+def summarize_patches(records: Sequence[dict], methods: Sequence[str], threshold: float) -> dict:
+    """Per method and kind: xSSAB's match-rate curve over the fractions and its area."""
+    from explainface.explanations.insertion import FRACTIONS, summarize_restoration
+
+    out: dict[str, Any] = {"threshold": threshold, "fractions": FRACTIONS.tolist(), "methods": {}}
+    for m in [*methods, "random order"]:
+        out["methods"][m] = {}
+        for kind, same in (("impostor", False), ("genuine", True)):
+            rows = [r["curves"][m] for r in records if r["same"] == same]
+            if rows:
+                out["methods"][m][kind] = summarize_restoration(np.asarray(rows), threshold).to_dict()
+    return out
+
+
+# ---- the run -----------------------------------------------------------------------------------------------------
+
+
+def _faces_of(plist, loaded, crop: str, detector: str):
+    from explainface.evaluate.faithfulness import _PairFaces
+    from explainface.faces.crop import model_cut
+
+    load = _PairFaces(plist, loaded.input_size, crop, detector, "auto", cut=model_cut(loaded.model))
+
+    def face(j: int) -> Face | str:
+        s = load(j)
+        if isinstance(s, str):
+            return s
+        if s.landmarks is None:
+            return "no landmarks (a .parts.png labels it): the part swap needs 68 points"
+        ref = plist.images[j]
+        identity = ref.path.parent.name if ref.path is not None else ref.name
+        return Face(s.image, s.labels.astype(np.int64), s.landmarks, identity)
+
+    return face, load.skipped
+
+
+def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, protocols: Sequence[str] = PROTOCOLS,
+                 methods: Sequence[str] | None = None, limit: int | None = 600, seed: int = 0,
+                 dictionary: str | Path | None = None, faces: str | Path = "synthetic", threshold: float | None = None,
+                 crop: str = "auto", detector: str = "hog", device: str = "cpu", options: dict | None = None,
+                 progress: bool = True) -> dict:  # fmt: skip
+    """Run the protocols on `limit` pairs of `pairs` (drawn with `seed`) for every method that can run on `model`;
+    returns (and writes, given `out_dir`, as groundtruth.json) the summaries and every pair's record."""
+    from tqdm import tqdm
+
+    from explainface.evaluate.faithfulness import _drawn_pairs
+    from explainface.explanations.attributions import attribution_names
+    from explainface.explanations.why_pipeline import reference_set
+    from explainface.files import atomic_write_json, json_safe
+    from explainface.readers.pairs import read_pairs
+    from explainface.training.checkpoint import load_model, model_name
+
+    start = time.perf_counter()
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {p!r}; choose from {', '.join(PROTOCOLS)}")
+    loaded = load_model(model, device)
+    ref, channel_parts, source = reference_set(loaded, faces, dictionary=dictionary)
+    ctx = PairContext(loaded.model, channel_parts=channel_parts, reference=ref, seed=seed, layer=loaded.layer,
+                      options=dict(options or {}))  # fmt: skip
+    wanted = list(methods) if methods else attribution_names()
+    skipped_methods = {m: ctx.available(m) for m in wanted if ctx.available(m) is not None}
+    runnable = [m for m in wanted if m not in skipped_methods]
+    if not runnable:
+        raise ValueError(f"no method can run on this network: {skipped_methods}")
+    plist = read_pairs(pairs)
+    face, skipped_faces = _faces_of(plist, loaded, crop, detector)
+    drawn = _drawn_pairs(len(plist.a), limit, seed)
+    param = next(loaded.model.parameters())
+    usable = []
+    for k in drawn:
+        fa, fb = face(int(plist.a[k])), face(int(plist.b[k]))
+        if not isinstance(fa, str) and not isinstance(fb, str):
+            usable.append((int(k), fa, fb, bool(plist.same[k])))
+    if len(usable) < 2:
+        raise ValueError(f"{pairs}: fewer than 2 usable pairs ({len(skipped_faces)} faces skipped)")
+    if threshold is None:  # the EER threshold of the unplanted pairs (xSSAB's choice)
+        threshold = _eer_threshold(loaded.model, usable, param)
+    records: dict[str, list] = {p: [] for p in protocols}
+    for k, fa, fb, same in tqdm(usable, desc="ground truth", unit="pair", disable=not progress):
+        rng = np.random.default_rng([seed, k])
+        third = _third(usable, fa.identity, fb.identity, rng)
+        donor = third if same else fb
+        if "part-swap" in protocols:
+            shown = [p for p in PARTS if (fa.labels == PART_NAMES.index(p)).any()]
+            part = shown[int(rng.integers(len(shown)))]
+            pair = swap_pair(loaded.model, fa, fb, donor, same, part, param)
+            records["part-swap"].append({"pair": k, **swap_record(ctx, runnable, pair, k)})
+        if "patch" in protocols:
+            pair = patch_pair(loaded.model, fa, fb, donor, same, [seed, k, 1], param)
+            records["patch"].append({"pair": k, **patch_record(ctx, runnable, pair, k, threshold, seed)})
+    result = {
+        "model": model_name(model), "model_label": loaded.label, "layer": loaded.layer, "pairs_file": str(pairs),
+        "seed": seed, "limit": limit, "threshold": threshold, "methods": runnable, "methods_skipped": skipped_methods,
+        "channel_parts_from": source, "pairs": {"drawn": len(drawn), "used": len(usable)},
+        "faces_skipped": dict(list(skipped_faces.items())[:100]),
+        "part-swap": summarize_swaps(records["part-swap"], runnable) if "part-swap" in protocols else None,
+        "patch": summarize_patches(records["patch"], runnable, threshold) if "patch" in protocols else None,
+        "per_pair": records, "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "groundtruth.json", json_safe(result))
+    return result
+
+
+def _third(usable, id_a: str, id_b: str, rng: np.random.Generator) -> Face:
+    """A face of an identity other than A's and B's, drawn from the usable pairs' faces."""
+    for _ in range(100):
+        _, fa, fb, _ = usable[int(rng.integers(len(usable)))]
+        f = fa if rng.random() < 0.5 else fb
+        if f.identity not in (id_a, id_b):
+            return f
+    raise ValueError("no face of a third identity among the pairs")
+
+
+@torch.no_grad()
+def _eer_threshold(model, usable, param) -> float:
+    """The threshold where false matches and false non-matches are equally frequent on the unplanted pairs."""
+    cos = np.array([_cos(model, _tensor([fa.image, fb.image], param)) for _, fa, fb, _ in usable])
+    same = np.array([s for *_, s in usable])
+    if same.all() or not same.any():
+        return float(np.median(cos))
+    cands = np.unique(cos)
+    gaps = [abs((cos[~same] >= t).mean() - (cos[same] < t).mean()) for t in cands]
+    return float(cands[int(np.argmin(gaps))])

@@ -1,0 +1,105 @@
+"""Pair explanations against planted ground truth (`explanations.groundtruth`): part swap and Patch-LFW."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from explainface.explanations.attributions import Attribution
+from explainface.explanations.groundtruth import (
+    PROTOCOLS,
+    ground_truth,
+    mcnemar_p,
+    part_map,
+    summarize_swaps,
+    toward,
+)
+from explainface.parts.labels import PART_NAMES
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    from explainface.synthetic.export import export_synthetic
+
+    d = tmp_path_factory.mktemp("gt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer pairs than LFW's 300 per fold
+        export_synthetic(d, identities=0, per_identity=4, size=56, heldout_identities=6, progress=False)
+    return d / "heldout" / "pairs.txt"
+
+
+def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_pairs():
+    from scipy.stats import binomtest
+
+    a = [True] * 9 + [False] * 2 + [True] * 5
+    b = [False] * 9 + [True] * 2 + [True] * 5
+    assert mcnemar_p(a, b) == pytest.approx(binomtest(9, 11, 0.5).pvalue)
+    assert mcnemar_p([True, False], [True, False]) is None
+
+
+def test_a_part_level_attribution_paints_each_part_its_score_and_the_rest_lowest():
+    labels = np.zeros((4, 4), np.int64)
+    labels[0] = PART_NAMES.index("eyes")
+    labels[1] = PART_NAMES.index("mouth")
+    a = Attribution("x", 0.3, {"eyes": 0.2, "mouth": -0.1, "nose": None})
+    m = part_map(a, labels)
+    assert (m[0] == 0.2).all() and (m[1] == -0.1).all() and (m[2:] == -1.1).all()
+
+
+def test_swap_summary_counts_hits_and_keeps_only_pairs_moved_towards_the_planted_reason():
+    def rec(same, before, after, hit):
+        methods = {"a": {"rank": 1.0 if hit else 3.0, "hit": hit}, "b": {"rank": 2.0, "hit": False}}
+        return {"same": same, "part": "eyes", "cos_before": before, "cos_after": after, "methods": methods}
+
+    records = [rec(False, 0.1, 0.3, True), rec(False, 0.1, 0.12, True), rec(True, 0.8, 0.6, False),
+               rec(True, 0.8, 0.9, True)]  # fmt: skip
+    assert [toward(r) for r in records] == pytest.approx([0.2, 0.02, 0.2, -0.1])
+    s = summarize_swaps(records, ["a", "b"])
+    assert s["pairs_moved"] == 2
+    assert s["methods"]["a"]["all"]["hit_rate"]["mean"] == pytest.approx(0.75)
+    assert s["methods"]["a"]["moved"]["hit_rate"]["mean"] == pytest.approx(0.5)
+    assert s["methods"]["a"]["moved"]["hit_rate_impostor"]["mean"] == 1.0
+    assert s["methods"]["a"]["moved"]["hit_rate_genuine"]["mean"] == 0.0
+    assert s["methods"]["b"]["all"]["rank"]["mean"] == 2.0
+
+
+def test_the_protocols_run_end_to_end_reproducibly_and_write_strict_json(pairs_file, tmp_path):
+    from explainface.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("vgg13", width=0.125, input_size=56, embedding_dim=32).eval()
+    opts = {"rise": {"masks": 8}}
+    methods = ["channels", "occlusion", "gradcam", "gradient", "rise", "random", "xcos"]
+    r = ground_truth(net, pairs_file, tmp_path / "a", methods=methods, limit=6, progress=False, options=opts,
+                     faces=str(pairs_file.parent))  # fmt: skip
+    assert r["methods_skipped"] == {"xcos": "an xCos checkpoint (its pair head)"}
+    assert r["pairs"]["used"] == 6 and set(PROTOCOLS) <= set(r)
+    for rec in r["per_pair"]["part-swap"]:
+        assert rec["part"] in PART_NAMES and set(rec["methods"]) == set(r["methods"])
+    for rec in r["per_pair"]["patch"]:
+        assert 0.3 < rec["planted_fraction"] < 0.8 and len(rec["curves"]["random order"]) == 20
+        assert rec["curves"]["gradient"][0] == pytest.approx(rec["cos_after"], abs=1e-5)  # 0%: the planted pair
+    again = ground_truth(net, pairs_file, None, methods=methods, limit=6, progress=False, options=opts,
+                         faces=str(pairs_file.parent))  # fmt: skip
+    assert again["per_pair"] == r["per_pair"]
+    json.loads((tmp_path / "a" / "groundtruth.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    with pytest.raises(ValueError, match="unknown protocol 'inpainting'"):
+        ground_truth(net, pairs_file, protocols=["inpainting"], progress=False)
+
+
+def test_a_face_carries_its_landmarks_into_the_crop(pairs_file):
+    """PartSample.landmarks are the landmark file's points in the crop's pixels (here a 56 -> 112 resize)."""
+    from explainface.parts.samples import face_sample
+    from explainface.readers.images import find_images
+    from explainface.readers.landmarks import read_landmarks
+
+    image = sorted(find_images(pairs_file.parent))[0]
+    pts = read_landmarks(image.with_suffix(".pts"))
+    s = face_sample(image, 112, "none", landmarks="auto")
+    assert s.source == "parts.png" and s.landmarks.shape == (68, 2) and s.landmarks.dtype == np.float64
+    np.testing.assert_allclose(s.landmarks, (pts + 0.5) * 2 - 0.5, atol=1e-9)
+    assert face_sample(image, 56, "none").landmarks == pytest.approx(pts)
