@@ -33,6 +33,15 @@ def add_why_parser(subparsers) -> None:
     w.add_argument("--pairs", default=None, help="measure faithfulness over these pairs instead (verify's formats)")
     w.add_argument("--root", default=None, help="image folder of --pairs")
     w.add_argument("--limit", type=int_at_least(1), default=200, help="--pairs: pairs drawn (default 200)")
+    w.add_argument("--protocol", default=None, choices=("part-swap", "patch", "both"),
+                   help="--pairs: check the explanations against planted ground truth instead (part swap, "
+                   "Patch-LFW; needs 68 landmarks per face)")  # fmt: skip
+    w.add_argument(
+        "--methods",
+        default=None,
+        help="--protocol: comma-separated attribution methods (default every one that can run)",
+    )
+    w.add_argument("--seed", type=int, default=0, help="--pairs: the seed that draws pairs and plantings")
     w.add_argument("--crop", default="auto", choices=("auto", "detect", "none", "chip"),
                    help="as explain's: detect (square, no alignment), chip (dlib's aligned face chips), none, "
                    "auto")  # fmt: skip
@@ -54,6 +63,8 @@ def _cmd_why(args: argparse.Namespace) -> int:
         return 0
     if args.images:
         raise SystemExit("explainface why: give either two images or --pairs, not both")
+    if args.protocol is not None:
+        return _protocols(args)
     from explainface.evaluate.faithfulness import faithfulness
     from explainface.training.checkpoint import load_model
 
@@ -65,4 +76,18 @@ def _cmd_why(args: argparse.Namespace) -> int:
                        progress=not args.quiet)  # fmt: skip
     print(faithfulness_table(res))
     print(f"wrote {args.out}/faithfulness.json and {args.out}/deletion_curves.png")
+    return 0
+
+
+def _protocols(args: argparse.Namespace) -> int:
+    from explainface.explanations.groundtruth import PROTOCOLS, ground_truth, groundtruth_table
+
+    protocols = PROTOCOLS if args.protocol == "both" else (args.protocol,)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    res = ground_truth(args.model, args.pairs, args.out, protocols=protocols, methods=methods, limit=args.limit,
+                       seed=args.seed, dictionary=args.dictionary, faces=args.faces, threshold=args.threshold,
+                       crop=args.crop, detector=args.detector, device=args.device,
+                       progress=not args.quiet)  # fmt: skip
+    print(groundtruth_table(res))
+    print(f"wrote {args.out}/groundtruth.json and {args.out}/groundtruth.png")
     return 0

@@ -307,6 +307,7 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "groundtruth.json", json_safe(result))
+        groundtruth_figure(result, out / "groundtruth.png")
     return result
 
 
@@ -330,3 +331,90 @@ def _eer_threshold(model, usable, param) -> float:
     cands = np.unique(cos)
     gaps = [abs((cos[~same] >= t).mean() - (cos[same] < t).mean()) for t in cands]
     return float(cands[int(np.argmin(gaps))])
+
+
+# ---- what people look at -----------------------------------------------------------------------------------------
+
+
+def groundtruth_table(result: dict) -> str:
+    """The protocols' numbers as a Markdown table: per method, the part-swap hit rate (all pairs, moved pairs) and
+    mean rank, and the Patch-LFW match-rate areas."""
+    swap, patch = result.get("part-swap"), result.get("patch")
+    head = ["method"]
+    if swap:
+        head += ["hit rate (all)", f"hit rate (moved >= {swap['moved']:g})", "rank of planted part", "p vs first"]
+    if patch:
+        head += ["Patch-LFW area, impostor (lower better)", "genuine (higher better)"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def pct(s: dict) -> str:
+        if s["mean"] is None:
+            return "-"
+        return f"{100 * s['mean']:.1f}%" + (f" ± {100 * s['se']:.1f}" if s["se"] is not None else "")
+
+    methods = result["methods"] + (["random order"] if patch else [])
+    for m in methods:
+        cells = [m]
+        if swap:
+            e = swap["methods"].get(m)
+            if e is None:
+                cells += ["", "", "", ""]
+            else:
+                r = e["all"]["rank"]
+                p = swap.get(f"p_vs_{result['methods'][0]}_moved", {}).get(m)
+                rank = "-" if r["mean"] is None else f"{r['mean']:.2f}"
+                cells += [pct(e["all"]["hit_rate"]), pct(e["moved"]["hit_rate"]), rank, "" if p is None else f"{p:.3g}"]
+        if patch:
+            e = patch["methods"].get(m, {})
+            cells += [f"{e[k]['area']:.3f}" if k in e else "-" for k in ("impostor", "genuine")]
+        rows.append("| " + " | ".join(cells) + " |")
+    lines = [f"{result['model_label']}, {result['pairs']['used']} pairs of {result['pairs_file']}, "
+             f"threshold {result['threshold']:.3f}"]  # fmt: skip
+    if swap:
+        lines.append(f"part swap: {swap['pairs_moved']} of {swap['pairs']} plantings moved the cosine by >= "
+                     f"{swap['moved']:g} towards their reason")  # fmt: skip
+    return "\n".join([*lines, "", *rows])
+
+
+def groundtruth_figure(result: dict, out_png: str | Path) -> Path:
+    """Hit rates on the part swap (bars with standard errors, chance level dashed) and Patch-LFW's match-rate
+    curves (impostor and genuine pairs), one picture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    swap, patch = result.get("part-swap"), result.get("patch")
+    panels = (1 if swap else 0) + (2 if patch else 0)
+    fig, axes = plt.subplots(1, max(panels, 1), figsize=(5 * max(panels, 1), 4), squeeze=False)
+    k = 0
+    if swap:
+        ax = axes[0, k]
+        k += 1
+        names = result["methods"]
+        for j, which in enumerate(("all", "moved")):
+            vals = [swap["methods"][m][which]["hit_rate"] for m in names]
+            ax.bar(np.arange(len(names)) + 0.4 * j, [100 * (v["mean"] or 0) for v in vals], 0.4,
+                   yerr=[100 * (v["se"] or 0) for v in vals], label=f"{which} pairs")  # fmt: skip
+        ax.axhline(100 / len(PARTS), ls="--", c="grey", label="chance (1/7)")
+        ax.set_xticks(np.arange(len(names)) + 0.2, names, rotation=30)
+        ax.set_ylabel("planted part ranked first, %")
+        ax.set_title("part swap")
+        ax.legend(fontsize=8)
+    if patch:
+        for kind in ("impostor", "genuine"):
+            ax = axes[0, k]
+            k += 1
+            for m, e in patch["methods"].items():
+                if kind in e:
+                    style = dict(ls="--", c="k") if m == "random order" else {}
+                    ax.plot(100 * np.asarray(e[kind]["fractions"]), e[kind]["match_rate"], label=m, **style)
+            ax.set_xlabel("pixels restored, % (in the map's order)")
+            ax.set_ylabel("match rate")
+            ax.set_title(f"Patch-LFW, {kind} pairs ({'lower' if kind == 'impostor' else 'higher'} = better)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
