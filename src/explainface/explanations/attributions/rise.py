@@ -54,7 +54,8 @@ def rise(ctx: PairContext, images, labels, index: int, masks: int = 128, grid: i
          batch: int = 64, pool: str = "mean"):  # fmt: skip
     g = pair_generator(ctx.seed, index, salt=2)
     size = images.shape[-1]
-    e = face_embedding(ctx.model, images)
+    with torch.no_grad():
+        e = face_embedding(ctx.model, images)
     cos = float((e[0] * e[1]).sum())
     ma, mb = rise_masks(masks, size, grid, keep, g), rise_masks(masks, size, grid, keep, g)
     maps = torch.stack([face_map(ctx.model, images[[0]], e[1], ma, batch),
