@@ -73,7 +73,7 @@ def test_the_protocols_run_end_to_end_reproducibly_and_write_strict_json(pairs_f
     torch.manual_seed(0)
     net = create_model("vgg13", width=0.125, input_size=56, embedding_dim=32).eval()
     opts = {"rise": {"masks": 8}}
-    methods = ["channels", "occlusion", "gradcam", "gradient", "rise", "random", "xcos"]
+    methods = ["channels", "channels:baseline=mean", "occlusion", "gradcam", "gradient", "rise", "random", "xcos"]
     r = ground_truth(net, pairs_file, tmp_path / "a", methods=methods, limit=6, progress=False, options=opts,
                      faces=str(pairs_file.parent))  # fmt: skip
     assert r["methods_skipped"] == {"xcos": "an xCos checkpoint (its pair head)"}
@@ -87,6 +87,9 @@ def test_the_protocols_run_end_to_end_reproducibly_and_write_strict_json(pairs_f
                          faces=str(pairs_file.parent))  # fmt: skip
     assert again["per_pair"] == r["per_pair"]
     json.loads((tmp_path / "a" / "groundtruth.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert r["per_pair"]["part-swap"][0]["methods"]["channels:baseline=mean"]["n_scored"] >= 1
+    with pytest.raises(ValueError, match="unknown attribution method 'lime'"):
+        ground_truth(net, pairs_file, methods=["lime:x=1"], progress=False)
     with pytest.raises(ValueError, match="unknown protocol 'inpainting'"):
         ground_truth(net, pairs_file, protocols=["inpainting"], progress=False)
 

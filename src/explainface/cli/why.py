@@ -83,7 +83,9 @@ def _protocols(args: argparse.Namespace) -> int:
     from explainface.explanations.groundtruth import PROTOCOLS, ground_truth, groundtruth_table
 
     protocols = PROTOCOLS if args.protocol == "both" else (args.protocol,)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    from explainface.specs import split_specs
+
+    methods = split_specs(args.methods) if args.methods else None
     res = ground_truth(args.model, args.pairs, args.out, protocols=protocols, methods=methods, limit=args.limit,
                        seed=args.seed, dictionary=args.dictionary, faces=args.faces, threshold=args.threshold,
                        crop=args.crop, detector=args.detector, device=args.device,

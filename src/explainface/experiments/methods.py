@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from explainface.losses.fit import FIT_RECIPE
+from explainface.specs import parse_spec, split_specs
 from explainface.training.config import TrainConfig, config_from_dict
 
 
@@ -62,35 +61,18 @@ def list_methods() -> dict[str, str]:
 
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     """``"ecloss:normalize=max,temperature=0.05"`` -> ("ecloss", {"normalize": "max", "temperature": 0.05})."""
-    name, _, rest = spec.strip().partition(":")
+    try:
+        name, options = parse_spec(spec)
+    except ValueError as e:
+        raise ValueError(f"method {e}") from None
     if name not in _METHODS:
         raise ValueError(f"unknown method {name!r} in {spec!r}; registered: {', '.join(sorted(_METHODS))}")
-    options: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"method {spec!r}: option {item!r} must look like key=value")
-        options[key.strip()] = yaml.safe_load(value)
     return name, options
 
 
 def split_methods(text: str) -> list[str]:
-    """``"softmax,ecloss:normalize=max,marginal=channels,ecloss"`` -> the three method specs: a comma-separated
-    piece with '=' before any ':' (``marginal=channels``, ``beta=auto:1``) is one more option of the method
-    before it."""
-    specs: list[str] = []
-    for piece in (p.strip() for p in text.split(",")):
-        if not piece:
-            continue
-        if "=" in piece.partition(":")[0] and specs:  # "key=value" (a value may hold ':', e.g. beta=auto:1)
-            specs[-1] += ("," if ":" in specs[-1] else ":") + piece
-        else:
-            specs.append(piece)
-    if not specs:
-        raise ValueError("no methods given")
-    if len(set(specs)) != len(specs):
-        raise ValueError(f"a method is listed twice in {text!r}")
-    return specs
+    """``"softmax,ecloss:normalize=max,marginal=channels,ecloss"`` -> the three method specs (`specs.split_specs`)."""
+    return split_specs(text, "methods")
 
 
 def method_config(spec: str, base: TrainConfig) -> TrainConfig:

@@ -111,43 +111,58 @@ def part_map(attribution: Attribution, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def swap_record(ctx: PairContext, methods: Sequence[str], pair: PlantedPair, index: int) -> dict:
+#: A method as the protocols run it: its label (the spec as given, e.g. "channels:baseline=mean") -> (registered
+#: name, options).
+Methods = dict[str, tuple[str, dict[str, Any]]]
+#: Options the protocols give methods unless the user does: CorrRISE with 64 masks (128 in `why`), for speed.
+PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {"rise": {"masks": 64}}
+
+
+def _attribute(ctx: PairContext, spec: tuple[str, dict[str, Any]], pair: PlantedPair, index: int) -> Attribution:
+    name, options = spec
+    return attribute(name, ctx, pair.images, pair.labels, index=index, **options)
+
+
+def swap_record(ctx: PairContext, methods: Methods, pair: PlantedPair, index: int) -> dict:
     """One part-swap pair: the planted part's rank and hit for each method (genuine pairs: from the opposing end)."""
     sign = -1 if pair.same else 1
     rec: dict[str, Any] = {"same": pair.same, "part": pair.part, "cos_before": pair.cos_before,
                            "cos_after": pair.cos_after, "methods": {}}  # fmt: skip
-    for m in methods:
-        a = attribute(m, ctx, pair.images, pair.labels, index=index)
+    for label, spec in methods.items():
+        a = _attribute(ctx, spec, pair, index)
         rank = a.rank_of(pair.part, sign)
-        rec["methods"][m] = {"rank": None if np.isnan(rank) else rank, "hit": bool(rank == 1.0),
-                             "n_scored": len(a.ranked())}  # fmt: skip
+        rec["methods"][label] = {"rank": None if np.isnan(rank) else rank, "hit": bool(rank == 1.0),
+                                 "n_scored": len(a.ranked())}  # fmt: skip
     return rec
 
 
-def patch_record(ctx: PairContext, methods: Sequence[str], pair: PlantedPair, index: int, threshold: float,
+@torch.no_grad()
+def _embed_all(model, x: torch.Tensor, other: torch.Tensor, batch: int = 64) -> np.ndarray:
+    return torch.cat([face_embedding(model, c) @ other for c in x.split(batch)]).double().cpu().numpy()
+
+
+def patch_record(ctx: PairContext, methods: Methods, pair: PlantedPair, index: int, threshold: float,
                  seed: int) -> dict:  # fmt: skip
-    """One Patch-LFW pair: the restoration curve of each method's map of A, and of a random order."""
-    from explainface.explanations.insertion import decision_order_map, random_order_map, restore_curve
+    """One Patch-LFW pair: the restoration curve of each method's map of A, and of a random order (all restored
+    images of the pair scored in one batched pass)."""
+    from explainface.explanations.insertion import FRACTIONS, decision_order_map, random_order_map, restored_images
 
-    model, b = ctx.model, pair.images[1:2]
+    model = ctx.model
     with torch.no_grad():
-        eb = face_embedding(model, b)[0]
-
-    def score(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return (face_embedding(model, _tensor(list(batch), b)) @ eb).cpu().numpy()
-
-    rec: dict[str, Any] = {"same": pair.same, "cos_before": pair.cos_before, "cos_after": pair.cos_after,
-                           "planted_fraction": float(pair.mask.mean()), "curves": {}}  # fmt: skip
+        eb = face_embedding(model, pair.images[1:2])[0]
     labels = pair.labels[0].numpy()
-    for m in methods:
-        a = attribute(m, ctx, pair.images, pair.labels, index=index)
+    orders = {}
+    for label, spec in methods.items():
+        a = _attribute(ctx, spec, pair, index)
         signed = a.maps[0] if a.maps is not None else part_map(a, labels)
-        order = decision_order_map(signed, pair.cos_after, threshold)
-        rec["curves"][m] = restore_curve(pair.planted, pair.original, order, score).tolist()
-    rand = random_order_map(labels.shape, [seed, index, 9])
-    rec["curves"]["random order"] = restore_curve(pair.planted, pair.original, rand, score).tolist()
-    return rec
+        orders[label] = decision_order_map(signed, pair.cos_after, threshold)
+    orders["random order"] = random_order_map(labels.shape, [seed, index, 9])
+    original = _tensor([pair.original], pair.images)[0]
+    batch = torch.cat([restored_images(pair.images[0], original, o) for o in orders.values()])
+    scores = _embed_all(model, batch, eb).reshape(len(orders), len(FRACTIONS))
+    return {"same": pair.same, "cos_before": pair.cos_before, "cos_after": pair.cos_after,
+            "planted_fraction": float(pair.mask.mean()),
+            "curves": {k: row.tolist() for k, row in zip(orders, scores)}}  # fmt: skip
 
 
 # ---- summaries ---------------------------------------------------------------------------------------------------
@@ -249,23 +264,26 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
     from tqdm import tqdm
 
     from explainface.evaluate.faithfulness import _drawn_pairs
-    from explainface.explanations.attributions import attribution_names
+    from explainface.explanations.attributions import attribution_names, get_attribution
     from explainface.explanations.why_pipeline import reference_set
     from explainface.files import atomic_write_json, json_safe
     from explainface.readers.pairs import read_pairs
+    from explainface.specs import parse_spec
     from explainface.training.checkpoint import load_model, model_name
 
     start = time.perf_counter()
     for p in protocols:
         if p not in PROTOCOLS:
             raise ValueError(f"unknown protocol {p!r}; choose from {', '.join(PROTOCOLS)}")
+    specs = {label: parse_spec(label) for label in (methods or attribution_names())}
+    for name, _ in specs.values():
+        get_attribution(name)  # an unknown name fails here, before any work
     loaded = load_model(model, device)
     ref, channel_parts, source = reference_set(loaded, faces, dictionary=dictionary)
     ctx = PairContext(loaded.model, channel_parts=channel_parts, reference=ref, seed=seed, layer=loaded.layer,
-                      options=dict(options or {}))  # fmt: skip
-    wanted = list(methods) if methods else attribution_names()
-    skipped_methods = {m: ctx.available(m) for m in wanted if ctx.available(m) is not None}
-    runnable = [m for m in wanted if m not in skipped_methods]
+                      options={**PROTOCOL_OPTIONS, **(options or {})})  # fmt: skip
+    skipped_methods = {k: ctx.available(n) for k, (n, _) in specs.items() if ctx.available(n) is not None}
+    runnable = {k: v for k, v in specs.items() if k not in skipped_methods}
     if not runnable:
         raise ValueError(f"no method can run on this network: {skipped_methods}")
     plist = read_pairs(pairs)
@@ -296,11 +314,12 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
             records["patch"].append({"pair": k, **patch_record(ctx, runnable, pair, k, threshold, seed)})
     result = {
         "model": model_name(model), "model_label": loaded.label, "layer": loaded.layer, "pairs_file": str(pairs),
-        "seed": seed, "limit": limit, "threshold": threshold, "methods": runnable, "methods_skipped": skipped_methods,
+        "seed": seed, "limit": limit, "threshold": threshold, "methods": list(runnable),
+        "methods_skipped": skipped_methods, "options": ctx.options,
         "channel_parts_from": source, "pairs": {"drawn": len(drawn), "used": len(usable)},
         "faces_skipped": dict(list(skipped_faces.items())[:100]),
-        "part-swap": summarize_swaps(records["part-swap"], runnable) if "part-swap" in protocols else None,
-        "patch": summarize_patches(records["patch"], runnable, threshold) if "patch" in protocols else None,
+        "part-swap": summarize_swaps(records["part-swap"], list(runnable)) if "part-swap" in protocols else None,
+        "patch": summarize_patches(records["patch"], list(runnable), threshold) if "patch" in protocols else None,
         "per_pair": records, "seconds": time.perf_counter() - start,
     }  # fmt: skip
     if out_dir is not None:
