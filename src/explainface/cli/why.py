@@ -41,6 +41,9 @@ def add_why_parser(subparsers) -> None:
         default=None,
         help="--protocol: comma-separated attribution methods (default every one that can run)",
     )
+    w.add_argument("--checked", default=None,
+                   help="a ground-truth run's groundtruth.json: methods in the order of their hit rate, the rate "
+                   "beside each (two images)")  # fmt: skip
     w.add_argument("--seed", type=int, default=0, help="--pairs: the seed that draws pairs and plantings")
     w.add_argument("--crop", default="auto", choices=("auto", "detect", "none", "chip"),
                    help="as explain's: detect (square, no alignment), chip (dlib's aligned face chips), none, "
@@ -55,9 +58,12 @@ def _cmd_why(args: argparse.Namespace) -> int:
     if args.pairs is None:
         if len(args.images) != 2:
             raise SystemExit("explainface why: give two face images A B (or --pairs PAIRS for faithfulness)")
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+        if methods and any(":" in m for m in methods):
+            raise SystemExit("explainface why: method options (NAME:key=value) are for --protocol runs")
         res = why(args.model, args.images[0], args.images[1], args.out, dictionary=args.dictionary, faces=args.faces,
                   threshold=args.threshold, verification=args.verification, crop=args.crop, detector=args.detector,
-                  device=args.device)  # fmt: skip
+                  device=args.device, methods=methods, checked=args.checked)  # fmt: skip
         print(res["summary"])
         print(f"wrote {args.out}/why.json and {args.out}/why.png")
         return 0

@@ -438,10 +438,13 @@ def why_figure(
     out_png: str | Path = "why.png",
     names: tuple[str, str] | None = None,
     method: str = "channels",
+    pixel_maps: tuple[str, np.ndarray] | None = None,
 ) -> Path:
     """`explainface why`'s panel: both faces with each part shaded by its contribution to their similarity (red:
-    supports the match, blue: argues against it; `method`'s numbers), the parts' contributions by both methods
-    as bars, and for the top parts the two faces' part-channel overlays (`overlays`: part -> (heat A, heat B))."""
+    supports the match, blue: argues against it; `method`'s numbers), the parts' scores by every method as bars
+    (each method scaled by its largest |score|: their units differ), for the top parts the two faces'
+    part-channel overlays (`overlays`: part -> (heat A, heat B)), and with `pixel_maps` (method, signed maps
+    [2, S, S]) that method's similar (> 0) and dissimilar (< 0) pixels on both faces."""
     from matplotlib.colors import TwoSlopeNorm
 
     from explainface.explanations.why import PARTS
@@ -464,7 +467,8 @@ def why_figure(
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
     cols = max(4, 2 * len(overlays))
-    grid = TileGrid(2, cols, left=0.15, top=0.75 + TITLE, vgap=GAP + 2 * TITLE, tile=1.5, min_width=6.4)
+    rows = 2 + (pixel_maps is not None)
+    grid = TileGrid(rows, cols, left=0.15, top=0.75 + TITLE, vgap=GAP + 2 * TITLE, tile=1.5, min_width=6.4)
     fig = grid.figure()
     cos, thr = result["cosine"], result.get("threshold")
     verdict = "" if thr is None else (f"  same person (>= {thr:.2f})" if cos >= thr else f"  different (< {thr:.2f})")
@@ -478,18 +482,30 @@ def why_figure(
     width = grid.box(0, cols - 1)[0] + grid.tile - x
     ax = fig.add_axes(grid.rect(x + 0.55, y, width - 0.6, grid.tile))
     ys = np.arange(len(PARTS))
-    for m, off, color in (("channels", -0.2, "#444444"), ("occlusion", 0.2, "#bbbbbb")):
-        v = [parts[p][m] if parts[p].get(m) is not None else 0.0 for p in PARTS]
-        ax.barh(ys + off, v, height=0.38, color=color, label=m)
+    shown = list(result.get("methods") or ["channels", "occlusion"])
+    height = 0.8 / max(len(shown), 1)
+    colors = matplotlib.colormaps["tab10"]
+    for k, m in enumerate(shown):
+        v = np.array([parts[p][m] if parts[p].get(m) is not None else 0.0 for p in PARTS], np.float64)
+        top = float(np.abs(v).max())
+        ax.barh(ys - 0.4 + height * (k + 0.5), v / top if top > 0 else v, height=height, color=colors(k), label=m)
     ax.axvline(0, color="black", lw=0.6)
     ax.set_yticks(ys, PARTS, fontsize=7)
     ax.invert_yaxis()
     ax.tick_params(axis="x", labelsize=7)
-    ax.set_xlabel("cos - cos without the part", fontsize=7)
+    ax.set_xlabel("score / the method's largest |score| (> 0: supports the match)", fontsize=6)
     ax.legend(fontsize=6, loc="lower right", frameon=False)
     for k, (p, (ha, hb)) in enumerate(overlays.items()):
         for j, (img, heat) in enumerate(((image_a, ha), (image_b, hb))):
             ax = grid.tile_axes(fig, 1, 2 * k + j)
             ax.imshow(heat_overlay(img, heat))
             ax.set_title(f"{p} channels on {'AB'[j]}", fontsize=8, pad=3)
+    if pixel_maps is not None:
+        name, maps = pixel_maps
+        span = max(float(np.abs(maps).max()), 1e-12)
+        for j, img in enumerate((image_a, image_b)):
+            for k, (sign, what, cm) in enumerate(((1, "similar", "Reds"), (-1, "dissimilar", "Blues"))):
+                ax = grid.tile_axes(fig, 2, 2 * j + k)
+                ax.imshow(heat_overlay(img, np.clip(sign * maps[j] / span, 0, 1), cmap=cm))
+                ax.set_title(f"{'AB'[j]}: {what} ({name})", fontsize=8, pad=3)
     return _save(fig, out_png)

@@ -20,18 +20,22 @@ cosine 1. `why.json`'s shape (keep it stable): ``{"cosine", "threshold", "decisi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from explainface.explanations.attributions.base import (  # noqa: F401  (kept importable from here)
+    PARTS,
+    ReferenceMaps,
+    _views,
+    _wide,
+    flip_sum_cosine,
+    part_channel_sets,
+)
 from explainface.models.modes import eval_mode
 from explainface.parts.labels import PART_NAMES
-
-PARTS: tuple[str, ...] = PART_NAMES[1:]
 
 
 def _head(model: nn.Module):
@@ -39,60 +43,6 @@ def _head(model: nn.Module):
         raise ValueError(f"{type(model).__name__} has no forward_features/forward_head: channel ablation needs the "
                          "network split at its target layer")  # fmt: skip
     return model.forward_head
-
-
-def _views(x: torch.Tensor) -> torch.Tensor:
-    """[N, 3, S, S] -> [N, 2, 3, S, S]: each image and its mirror."""
-    return torch.stack([x, torch.flip(x, dims=[-1])], dim=1)
-
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    return t if t.dtype == torch.float64 else t.float()
-
-
-def flip_sum_cosine(emb: torch.Tensor) -> torch.Tensor:
-    """Embeddings [..., 4, D] of (A, mirrored A, B, mirrored B) -> cosine [...] of the flip-summed faces."""
-    a = F.normalize(emb[..., 0, :] + emb[..., 1, :], dim=-1)
-    b = F.normalize(emb[..., 2, :] + emb[..., 3, :], dim=-1)
-    return (a * b).sum(-1)
-
-
-@dataclass
-class ReferenceMaps:
-    """Per-channel mean target maps [C, H, W] over reference faces, of the faces and of their mirrors; `bank`
-    keeps the maps [R, 2, C, H, W] (face, mirror) of the first R faces themselves (the ``draws`` baseline of the
-    channel attribution: `explanations.attributions.channels`)."""
-
-    mean: torch.Tensor
-    mean_mirrored: torch.Tensor
-    faces: int
-    bank: torch.Tensor | None = None
-
-    @classmethod
-    @torch.no_grad()
-    def of(cls, model: nn.Module, batches: Iterable[torch.Tensor], keep: int = 32) -> ReferenceMaps:
-        """From normalised image batches [B, 3, S, S] (the model in eval mode); the first `keep` faces' maps are
-        kept in `bank`."""
-        total = total_m = None
-        n, dtype, kept = 0, torch.float32, []
-        for x in batches:
-            maps = model.forward_features(_views(x).flatten(0, 1))
-            dtype, maps = maps.dtype, maps.double()
-            maps = maps.reshape(x.shape[0], 2, *maps.shape[1:])
-            if sum(len(k) for k in kept) < keep:
-                kept.append(maps[: keep - sum(len(k) for k in kept)].to(dtype))
-            s, sm = maps[:, 0].sum(0), maps[:, 1].sum(0)
-            total = s if total is None else total + s
-            total_m = sm if total_m is None else total_m + sm
-            n += x.shape[0]
-        if n == 0:
-            raise ValueError("no reference faces")
-        return cls((total / n).to(dtype), (total_m / n).to(dtype), n, torch.cat(kept) if kept else None)
-
-
-def part_channel_sets(channel_parts: Mapping[int, str | None], parts: Sequence[str] = PARTS) -> dict[str, list[int]]:
-    """Part -> the channels whose dominant part it is (from a channel dictionary)."""
-    return {p: sorted(int(c) for c, q in channel_parts.items() if q == p) for p in parts}
 
 
 @torch.no_grad()
@@ -154,25 +104,42 @@ def occlusion_contributions(model: nn.Module, images: torch.Tensor, labels: torc
     return base, {p: (base - float(cos[i + 1]) if bool(masks[p].any()) else None) for i, p in enumerate(PARTS)}
 
 
+#: The methods `why` runs by default, in this order (every registered one that can run on the network, but the
+#: random baseline): the checked order comes from a ground-truth run (`explain_pair(..., order=...)`).
+WHY_METHODS = ("channels", "occlusion", "gradient", "gradcam", "rise", "xcos")
+
+
 def explain_pair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, reference: ReferenceMaps,
-                 channel_parts: Mapping[int, str | None], threshold: float | None = None) -> dict:  # fmt: skip
-    """The why.json content of one pair: images [2, 3, S, S] (normalised), labels [2, S, S] part label maps."""
-    cos, by_channels = channel_contributions(model, images, reference, channel_parts)
-    _, by_occlusion = occlusion_contributions(model, images, labels)
+                 channel_parts: Mapping[int, str | None], threshold: float | None = None,
+                 methods: Sequence[str] | None = None, xcos_scorer=None, seed: int = 0,
+                 keep_maps: bool = False) -> dict:  # fmt: skip
+    """The why.json content of one pair: images [2, 3, S, S] (normalised), labels [2, S, S] part label maps.
+    Every method of `methods` (default `WHY_METHODS`, those that can run) through the attribution registry:
+    ``parts.<part>.<method>`` is its score; with `keep_maps` the pixel maps come back under ``"_maps"``."""
+    from explainface.explanations.attributions import PairContext, attribute
+
+    ctx = PairContext(model, channel_parts=channel_parts, reference=reference, xcos_scorer=xcos_scorer,
+                      threshold=threshold, seed=seed)  # fmt: skip
+    wanted = list(methods) if methods is not None else list(WHY_METHODS)
+    runnable = [m for m in wanted if ctx.available(m) is None]
+    results = {m: attribute(m, ctx, images, labels) for m in runnable}
     sets = part_channel_sets(channel_parts)
+    cos = next(a.cosine for m, a in results.items() if m != "xcos") if any(m != "xcos" for m in results) else None
     parts = {
         p: {
-            "channels": by_channels[p],
-            "occlusion": by_occlusion[p],
+            **{m: a.parts[p] for m, a in results.items()},
             "n_channels": len(sets[p]),
             "area_a": int((labels[0] == PART_NAMES.index(p)).sum()),
             "area_b": int((labels[1] == PART_NAMES.index(p)).sum()),
         }
         for p in PARTS
     }
-    out = {"cosine": cos, "threshold": threshold, "parts": parts}
-    if threshold is not None:
+    out = {"cosine": cos, "threshold": threshold, "methods": runnable, "parts": parts,
+           "channel_baseline": results["channels"].extra["baseline"] if "channels" in results else None}  # fmt: skip
+    if threshold is not None and cos is not None:
         out["decision"] = "same" if cos >= threshold else "different"
+    if keep_maps:
+        out["_maps"] = {m: a.maps for m, a in results.items() if a.maps is not None}
     return out
 
 

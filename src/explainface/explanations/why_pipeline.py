@@ -1,7 +1,7 @@
 """The `why` command: a pair of face images in, its explanation by face parts out (`explain.why` has the kernels).
 
     explainface why --model CKPT A.jpg B.jpg --out DIR [--dictionary channel_dictionary.json] [--threshold T]
-      -> why.json (cosine, decision, parts.<part>.{channels, occlusion}), why.png, a one-line summary
+      -> why.json (cosine, decision, parts.<part>.<method> for every attribution method), why.png, a summary
     explainface why --model CKPT --pairs PAIRS [--root DIR] --out DIR
       -> faithfulness.json, deletion_curves.png: are the part explanations faithful, over many pairs?
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explainface.explanations.why import PARTS, ReferenceMaps, explain_pair, summary_line
+from explainface.explanations.why import PARTS, WHY_METHODS, ReferenceMaps, explain_pair, summary_line
 
 #: Reference faces drawn for the channel dictionary and the reference mean when none are given.
 REFERENCE_FACES = 200
@@ -38,6 +38,21 @@ def load_channel_parts(path: str | Path) -> dict[int, str | None]:
     if not isinstance(channels, list) or not all(isinstance(c, dict) and "channel" in c for c in channels):
         raise ValueError(f"{path}: no channel list (expected explain's channel_dictionary.json or explainability.json)")
     return {int(c["channel"]): c.get("part") for c in channels}
+
+
+def checked_hit_rates(path: str | Path) -> dict[str, float | None]:
+    """Method -> its part-swap hit rate over the pairs the planting moved (else over all pairs) in a ground-truth
+    run's groundtruth.json (`explanations.groundtruth`)."""
+    path = Path(path)
+    try:
+        swap = json.loads(path.read_text())["part-swap"]
+        out = {}
+        for m, e in swap["methods"].items():
+            rate = e["moved"]["hit_rate"]["mean"]
+            out[m] = rate if rate is not None else e["all"]["hit_rate"]["mean"]
+        return out
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a groundtruth.json with part-swap hit rates ({e})") from None
 
 
 def threshold_from(verification: str | Path) -> float:
@@ -87,12 +102,16 @@ def why(model: str | Path | torch.nn.Module, image_a: str | Path, image_b: str |
         threshold: float | None = None,
         verification: str | Path | None = None, crop: str = "auto", detector: str = "hog",
         landmarks: str = "auto", device: str = "cpu", top: int = 2,
-        reference: tuple | None = None) -> dict:  # fmt: skip
+        reference: tuple | None = None, methods: list[str] | None = None,
+        checked: str | Path | None = None) -> dict:  # fmt: skip
     """Explain why `model` (a checkpoint path, an `nn.Module` or a `LoadedModel`) finds faces A and B alike (or
     not); returns the explanation and, given `out_dir`, writes it there as why.json with the picture why.png.
-    `reference` is a `reference_set` result to reuse (else made from `dictionary` / `faces`)."""
+    `reference` is a `reference_set` result to reuse (else made from `dictionary` / `faces`). `methods`: the
+    attribution methods (default `why.WHY_METHODS`); `checked`: a ground-truth run's groundtruth.json, which
+    orders them by their part-swap hit rate (the checked method first) and puts that rate beside each."""
     from explainface.explanations.figures import why_figure
     from explainface.faces.crop import model_cut
+    from explainface.files import atomic_write_json, json_safe
     from explainface.inputs import to_tensor
     from explainface.models.maps import upsample_maps
     from explainface.parts.samples import face_sample
@@ -110,7 +129,19 @@ def why(model: str | Path | torch.nn.Module, image_a: str | Path, image_b: str |
     ref, channel_parts, source = reference or reference_set(loaded, faces, dictionary=dictionary)
     images = torch.stack([to_tensor(a.image), to_tensor(b.image)]).to(device)
     labels = torch.from_numpy(np.stack([a.labels, b.labels]).astype(np.int64))
-    result = explain_pair(loaded.model, images, labels, ref, channel_parts, threshold)
+    xcos = None
+    if "xcos" in getattr(loaded, "pair_heads", {}):
+        from explainface.evaluate.scoring import XCosScorer
+
+        xcos = XCosScorer(loaded)
+    hits = checked_hit_rates(checked) if checked is not None else {}
+    if hits:  # the checked order: the best hit rate first, methods the run did not check after them
+        methods = sorted(methods or WHY_METHODS, key=lambda m: -(hits.get(m) if hits.get(m) is not None else -1))
+    result = explain_pair(loaded.model, images, labels, ref, channel_parts, threshold, methods=methods,
+                          xcos_scorer=xcos, keep_maps=True)  # fmt: skip
+    pixel = result.pop("_maps")
+    if hits:
+        result["checked"] = {"groundtruth": str(checked), "hit_rate": {m: hits.get(m) for m in result["methods"]}}
     result.update({"model": model_name(model), "model_label": loaded.label, "images": [str(image_a), str(image_b)],
                    "channel_parts_from": source, "label_sources": [a.source, b.source],
                    "summary": summary_line(result)})  # fmt: skip
@@ -127,9 +158,11 @@ def why(model: str | Path | torch.nn.Module, image_a: str | Path, image_b: str |
         heat = upsample_maps(maps[:, chans].mean(1), size).numpy()
         heat = heat / max(float(heat.max()), 1e-12)
         overlays[p] = (heat[0], heat[1])
+    first_map = next((m for m in result["methods"] if m in pixel), None)
     why_figure(a.image, b.image, a.labels, b.labels, result, overlays, out / "why.png",
-               names=(Path(image_a).name, Path(image_b).name))  # fmt: skip
-    (out / "why.json").write_text(json.dumps(result, indent=2))
+               names=(Path(image_a).name, Path(image_b).name),
+               pixel_maps=(first_map, pixel[first_map]) if first_map else None)  # fmt: skip
+    atomic_write_json(out / "why.json", json_safe(result))
     return result
 
 

@@ -15,7 +15,7 @@ head) is declared in ``needs`` and checked before it runs, with one line that sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +153,60 @@ def attribute(method: str, context: PairContext, images: torch.Tensor, labels: t
 
 
 # ---- shared pieces -----------------------------------------------------------------------------------------------
+
+
+def _views(x: torch.Tensor) -> torch.Tensor:
+    """[N, 3, S, S] -> [N, 2, 3, S, S]: each image and its mirror."""
+    return torch.stack([x, torch.flip(x, dims=[-1])], dim=1)
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def flip_sum_cosine(emb: torch.Tensor) -> torch.Tensor:
+    """Embeddings [..., 4, D] of (A, mirrored A, B, mirrored B) -> cosine [...] of the flip-summed faces."""
+    a = F.normalize(emb[..., 0, :] + emb[..., 1, :], dim=-1)
+    b = F.normalize(emb[..., 2, :] + emb[..., 3, :], dim=-1)
+    return (a * b).sum(-1)
+
+
+@dataclass
+class ReferenceMaps:
+    """Per-channel mean target maps [C, H, W] over reference faces, of the faces and of their mirrors; `bank`
+    keeps the maps [R, 2, C, H, W] (face, mirror) of the first R faces themselves (the ``draws`` baseline of the
+    channel attribution: `explanations.attributions.channels`)."""
+
+    mean: torch.Tensor
+    mean_mirrored: torch.Tensor
+    faces: int
+    bank: torch.Tensor | None = None
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: nn.Module, batches: Iterable[torch.Tensor], keep: int = 32) -> ReferenceMaps:
+        """From normalised image batches [B, 3, S, S] (the model in eval mode); the first `keep` faces' maps are
+        kept in `bank`."""
+        total = total_m = None
+        n, dtype, kept = 0, torch.float32, []
+        for x in batches:
+            maps = model.forward_features(_views(x).flatten(0, 1))
+            dtype, maps = maps.dtype, maps.double()
+            maps = maps.reshape(x.shape[0], 2, *maps.shape[1:])
+            if sum(len(k) for k in kept) < keep:
+                kept.append(maps[: keep - sum(len(k) for k in kept)].to(dtype))
+            s, sm = maps[:, 0].sum(0), maps[:, 1].sum(0)
+            total = s if total is None else total + s
+            total_m = sm if total_m is None else total_m + sm
+            n += x.shape[0]
+        if n == 0:
+            raise ValueError("no reference faces")
+        return cls((total / n).to(dtype), (total_m / n).to(dtype), n, torch.cat(kept) if kept else None)
+
+
+def part_channel_sets(channel_parts: Mapping[int, str | None], parts: Sequence[str] = PARTS) -> dict[str, list[int]]:
+    """Part -> the channels whose dominant part it is (from a channel dictionary)."""
+    return {p: sorted(int(c) for c, q in channel_parts.items() if q == p) for p in parts}
 
 
 def pair_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:

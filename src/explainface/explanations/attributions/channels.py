@@ -24,11 +24,12 @@ from explainface.explanations.attributions.base import (
     PARTS,
     Attribution,
     PairContext,
+    flip_sum_cosine,
     pair_generator,
+    part_channel_sets,
     register_attribution,
     views,
 )
-from explainface.explanations.why import flip_sum_cosine, part_channel_sets
 
 BASELINES = ("draws", "mean")
 
