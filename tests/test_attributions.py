@@ -230,6 +230,9 @@ def test_rise_is_seeded_per_pair_and_its_correlation_is_pearsons(context, labels
     b = attribute("rise", context, x, labels, index=3, masks=24)
     np.testing.assert_array_equal(a1.maps, a2.maps)
     assert not np.array_equal(a1.maps, b.maps)
+    only_a = attribute("rise", context, x, labels, index=2, masks=24, faces=1)  # A's map alone, the same draw
+    np.testing.assert_array_equal(only_a.maps[0], a1.maps[0])
+    assert not only_a.maps[1].any()
     g = torch.Generator().manual_seed(0)
     masks = rise_masks(30, 20, 4, 0.5, g)
     assert masks.shape == (30, 20, 20) and float(masks.min()) >= 0 and float(masks.max()) <= 1

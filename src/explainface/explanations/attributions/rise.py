@@ -51,13 +51,17 @@ def face_map(model, x: torch.Tensor, other: torch.Tensor, masks: torch.Tensor, b
 @register_attribution("rise", "CorrRISE: correlation over random smooth masks between a pixel being kept and the "
                       "cosine (seeded per pair)", pixel_map=True)  # fmt: skip
 def rise(ctx: PairContext, images, labels, index: int, masks: int = 128, grid: int = 7, keep: float = 0.5,
-         batch: int = 64, pool: str = "mean"):  # fmt: skip
+         batch: int = 64, pool: str = "mean", faces: int = 2):  # fmt: skip
+    """`faces` 1: A's map only (B's left 0, half the cost), for a protocol that reads A's map alone."""
+    if faces not in (1, 2):
+        raise ValueError(f"rise: faces must be 1 (A only) or 2, got {faces!r}")
     g = pair_generator(ctx.seed, index, salt=2)
     size = images.shape[-1]
     with torch.no_grad():
         e = face_embedding(ctx.model, images)
     cos = float((e[0] * e[1]).sum())
     ma, mb = rise_masks(masks, size, grid, keep, g), rise_masks(masks, size, grid, keep, g)
-    maps = torch.stack([face_map(ctx.model, images[[0]], e[1], ma, batch),
-                        face_map(ctx.model, images[[1]], e[0], mb, batch)])  # fmt: skip
+    map_a = face_map(ctx.model, images[[0]], e[1], ma, batch)
+    map_b = face_map(ctx.model, images[[1]], e[0], mb, batch) if faces == 2 else torch.zeros_like(map_a)
+    maps = torch.stack([map_a, map_b])
     return from_maps("rise", cos, maps.numpy(), labels, pool, masks=masks)
