@@ -106,3 +106,36 @@ def test_a_face_carries_its_landmarks_into_the_crop(pairs_file):
     assert s.source == "parts.png" and s.landmarks.shape == (68, 2) and s.landmarks.dtype == np.float64
     np.testing.assert_allclose(s.landmarks, (pts + 0.5) * 2 - 0.5, atol=1e-9)
     assert face_sample(image, 56, "none").landmarks == pytest.approx(pts)
+
+
+def test_why_orders_its_methods_by_a_ground_truth_runs_hit_rates(pairs_file, tmp_path):
+    from explainface.explanations.why_pipeline import checked_hit_rates, why
+    from explainface.models import create_model
+    from explainface.readers.images import find_images
+
+    def rates(moved, everything):
+        return {"moved": {"hit_rate": {"mean": moved}}, "all": {"hit_rate": {"mean": everything}}}
+
+    summary = {"methods": {"channels": rates(0.2, 0.3), "gradient": rates(0.6, 0.5), "occlusion": rates(None, 0.4)}}
+    gt = tmp_path / "groundtruth.json"
+    gt.write_text(json.dumps({"part-swap": summary}))
+    assert checked_hit_rates(gt) == {"channels": 0.2, "gradient": 0.6, "occlusion": 0.4}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="bad.json: not a groundtruth.json"):
+        checked_hit_rates(bad)
+    torch.manual_seed(0)
+    net = create_model("vgg13", width=0.125, input_size=56, embedding_dim=32).eval()
+    a, b = sorted(find_images(pairs_file.parent))[:2]
+    res = why(net, a, b, tmp_path / "why", faces=str(pairs_file.parent), methods=["channels", "occlusion", "gradient"],
+              checked=gt)  # fmt: skip
+    assert res["methods"] == ["gradient", "occlusion", "channels"]
+    assert res["checked"]["hit_rate"] == {"gradient": 0.6, "occlusion": 0.4, "channels": 0.2}
+    saved = json.loads((tmp_path / "why" / "why.json").read_text())
+    assert set(saved["parts"]["eyes"]) >= {"gradient", "occlusion", "channels"} and "_maps" not in saved
+
+    from explainface.report.html import _why
+
+    html = _why([{"kind": "true match", "summary": "s", "png_path": str(tmp_path / "why" / "why.png"),
+                  "checked": res["checked"]}])  # fmt: skip
+    assert "Checked against planted ground truth" in html and "gradient 60%" in html

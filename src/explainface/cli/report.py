@@ -40,12 +40,16 @@ def add_report_parser(subparsers) -> None:
     )
     r.add_argument("--runs", type=int, default=5, help="R draws (default 5)")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--checked", default=None,
+                   help="a ground-truth run's groundtruth.json (`why --protocol`): the why examples show the methods "
+                   "in the order of their hit rate on the planted parts")  # fmt: skip
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_report)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     path = build_report(args.model, args.out, baseline=args.baseline, pairs=args.pairs, faces=args.data,
-                        n_faces=args.images, runs=args.runs, seed=args.seed, progress=not args.quiet)  # fmt: skip
+                        n_faces=args.images, runs=args.runs, seed=args.seed, progress=not args.quiet,
+                        checked=args.checked)  # fmt: skip
     print(f"wrote {path}")
     return 0

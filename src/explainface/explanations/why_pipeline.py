@@ -203,7 +203,8 @@ def example_pairs(verify_dir: str | Path) -> dict[str, tuple[str, str, float]]:
 
 
 def why_examples(model: str | Path, verify_dir: str | Path, out_dir: str | Path,
-                 dictionary: str | Path | None = None, faces: str | Path = "synthetic") -> dict[str, dict]:  # fmt: skip
+                 dictionary: str | Path | None = None, faces: str | Path = "synthetic",
+                 checked: str | Path | None = None) -> dict[str, dict]:  # fmt: skip
     """`why` for the report's three examples of a verified model (`example_pairs`): {kind: why.json + png}."""
     from explainface.training.checkpoint import load_model
 
@@ -217,7 +218,7 @@ def why_examples(model: str | Path, verify_dir: str | Path, out_dir: str | Path,
     for kind, (a, b, _) in pairs.items():
         folder = Path(out_dir) / kind.replace(" ", "_")
         try:
-            res = why(model, a, b, folder, threshold=thr, reference=reference)
+            res = why(model, a, b, folder, threshold=thr, reference=reference, checked=checked)
         except ValueError as e:  # a face without landmarks: the example is left out, said why
             done[kind] = {"error": str(e)}
             continue

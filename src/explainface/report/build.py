@@ -85,6 +85,7 @@ def assemble_report(
     commands: list[str] | None = None,
     extra_images: dict[str, dict[str, Path]] | None = None,
     seed: int = 0,
+    checked: str | Path | None = None,
 ) -> Path:
     """Draw the pictures of each evaluated model (`entries`: model first, then the baseline, each as returned by
     `evaluate_model` plus a `label`) on `faces` ("synthetic" or image paths) and write `out/report.html`."""
@@ -140,9 +141,11 @@ def assemble_report(
         from explainface.explanations.why_pipeline import why_examples
 
         dictionary = first.get("explainability_json")
-        for kind, ex in why_examples(first["checkpoint"], verify_dir, out / ROLES[0] / "why", dictionary).items():
+        examples = why_examples(first["checkpoint"], verify_dir, out / ROLES[0] / "why", dictionary, checked=checked)
+        for kind, ex in examples.items():
             if "png" in ex:
-                why.append({"kind": f"{first['label']}: {kind}", "summary": ex["summary"], "png_path": ex["png"]})
+                why.append({"kind": f"{first['label']}: {kind}", "summary": ex["summary"], "png_path": ex["png"],
+                            "methods": ex.get("methods"), "checked": ex.get("checked")})  # fmt: skip
     report = {
         "title": title,
         "why": why,
@@ -167,13 +170,15 @@ def build_report(
     runs: int = 5,
     seed: int = 0,
     progress: bool = True,
+    checked: str | Path | None = None,
 ) -> Path:
     """Evaluate `model` (and `baseline`; each a checkpoint path or an `nn.Module`) and write
     `out_dir/report.html`; returns its path (a report is a file: `out_dir` is required).
 
     `faces` (faces with part labels for `explain`: a folder or "synthetic") and `pairs` default to held-out
     synthetic faces exported into `out_dir/faces`; given `faces` without `pairs`, the report has no verification
-    section numbers. `n_faces` and `runs` are `explain`'s draws.
+    section numbers. `n_faces` and `runs` are `explain`'s draws. `checked`: a ground-truth run's groundtruth.json
+    (`why --protocol`): the "why" examples show the methods in the order of their hit rate, the rate beside each.
     """
     from explainface.training.checkpoint import load_model
 
@@ -199,7 +204,8 @@ def build_report(
         e["label"] = f"{role}: {m.label}"
         entries.append(e)
     return assemble_report(out, entries, gallery, notes=verification_notes(entries),
-                           commands=[shlex.join(["explainface", *sys.argv[1:]])], seed=seed)  # fmt: skip
+                           commands=[shlex.join(["explainface", *sys.argv[1:]])], seed=seed,
+                           checked=checked)  # fmt: skip
 
 
 def verification_notes(entries: list[dict]) -> list[str]:

@@ -13,7 +13,7 @@ The input, every key optional except `models`:
          "images": {name: png_path}}],  # "roc" -> Verification, "channel_dictionary" -> Channel dictionary,
                                         # any other name -> Galleries
      "figures": [{"title": str, "caption": str, "png_path": str}],
-     "why": [{"kind": str, "summary": str, "png_path": str}],  # `explainface why` on evaluation pairs
+     "why": [{"kind": str, "summary": str, "png_path": str, "methods": [str], "checked": dict}],  # `why` on pairs
      "commands": [str]}
 """
 
@@ -379,10 +379,18 @@ def _why(examples: list) -> str:
     if not examples:
         return '<p class="missing">No pairs were explained (the report needs verification pairs with landmarks).</p>'
     items = [
-        '<p class="hint">Each face part\u2019s contribution to the pair\u2019s cosine: the change when the '
-        "part\u2019s channels are replaced by their mean over reference faces (channels) or the part\u2019s "
-        "region is covered in both faces (occlusion); red supports the match, blue argues against it.</p>"
+        '<p class="hint">Each face part\u2019s score for the pair\u2019s cosine by every attribution method '
+        "(channels: the part\u2019s channels replaced by other faces\u2019; occlusion: the part\u2019s region "
+        "covered; gradient (xSSAB), Grad-CAM and CorrRISE: their pixel maps averaged over the part); red supports "
+        "the match, blue argues against it. The bottom row is the first pixel map\u2019s similar and dissimilar "
+        "pixels.</p>"
     ]
+    checked = next((ex.get("checked") for ex in examples if isinstance(ex, dict) and ex.get("checked")), None)
+    if checked:
+        rates = ", ".join(f"{_e(m)} {100 * r:.0f}%" if r is not None else f"{_e(m)} (not checked)"
+                          for m, r in checked["hit_rate"].items())  # fmt: skip
+        items.append(f'<p class="checked">Checked against planted ground truth ({_e(checked["groundtruth"])}): '
+                     f"the methods in the order of how often they rank a planted part first: {rates}.</p>")  # fmt: skip
     for ex in examples:
         if not isinstance(ex, dict) or not ex.get("png_path"):
             raise ValueError(f"report: every why example needs a png_path, got {ex!r}")
