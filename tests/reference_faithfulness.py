@@ -1,4 +1,4 @@
-"""Slow, obvious float64 references for the faithfulness measurement (explainface.evaluate.faithfulness): one
+"""Slow, obvious float64 references for the faithfulness measurement (explainface.explanations.faithfulness): one
 variant at a time, one view at a time, pixels and cells by loops. Shares no code with the package beyond the
 network itself and the reference maps' numbers.
 """
@@ -62,40 +62,6 @@ def loop_deletion_curve(net, images, labels, reference, channel_parts, order, mo
     present = {PART_NAMES[int(v)] for v in labels.flatten().tolist()}
     seq = [p for p in order if p in present]
     return [loop_occlusion_cosine(net, images, labels, seq[:k]) for k in range(len(seq) + 1)]
-
-
-def loop_heat_sums(heat_a, heat_b, labels) -> dict[str, float]:
-    """Part -> sum of heat A over A's pixels of the part + heat B over B's, by loops."""
-    out = {p: 0.0 for p in PARTS}
-    s = labels.shape[-1]
-    for f, heat in enumerate((heat_a, heat_b)):
-        for y in range(s):
-            for x in range(s):
-                k = int(labels[f, y, x])
-                if k:
-                    out[PART_NAMES[k]] += float(heat[y, x])
-    return out
-
-
-def loop_xcos_masses(cosine, attention, labels) -> dict[str, float]:
-    """Part -> sum over cells of cos x att x (pixels of the part in the cell / pixels of the cell), the mean of
-    both faces' label maps; the grid divides the image evenly."""
-    h, w = cosine.shape
-    s = labels.shape[-1]
-    ch, cw = s // h, s // w
-    out = {p: 0.0 for p in PARTS}
-    for f in range(labels.shape[0]):
-        for i in range(h):
-            for j in range(w):
-                counts: dict[int, int] = {}
-                for y in range(i * ch, (i + 1) * ch):
-                    for x in range(j * cw, (j + 1) * cw):
-                        k = int(labels[f, y, x])
-                        counts[k] = counts.get(k, 0) + 1
-                for k, c in counts.items():
-                    if k:
-                        out[PART_NAMES[k]] += 0.5 * float(cosine[i, j]) * float(attention[i, j]) * c / (ch * cw)
-    return out
 
 
 def mean_drop(curve: list[float]) -> float:

@@ -12,23 +12,19 @@ from tests.checkpoints import tiny_checkpoint
 from tests.reference_faithfulness import (
     loop_channel_cosine,
     loop_deletion_curve,
-    loop_heat_sums,
-    loop_xcos_masses,
     mean_drop,
 )
 
-from explainface.evaluate import faithfulness as fm
-from explainface.evaluate.faithfulness import (
+from explainface.explanations import faithfulness as fm
+from explainface.explanations.faithfulness import (
     CURVE_GRID,
     deletion_curves,
     deletion_score,
     evaluate_pair,
-    gradcam_masses,
     normalized_curve,
     random_order,
     rank_agreement,
     ranked,
-    xcos_masses,
 )
 from explainface.explanations.why import PARTS, ReferenceMaps, channel_contributions
 from explainface.models import create_model
@@ -158,7 +154,7 @@ def test_all_orders_of_a_pair_take_one_batched_call_per_mode(net, pair, referenc
         monkeypatch.setattr(fm, name, _counting(used, name, getattr(fm, name)))
     rec = evaluate_pair(net, images, labels, reference, cp, seed=0, pair_index=0)
     assert used == {"channel_variants": 1, "occlusion_variants": 1}
-    assert set(rec["orders"]) == {"channels", "occlusion", "random", "gradcam"}
+    assert set(rec["orders"]) == {"channels", "occlusion", "random", "gradcam", "gradient"}
     for mode in ("channels", "occlusion"):
         for o, curve in rec["curves"][mode].items():
             assert rec["scores"][mode][o] == pytest.approx(mean_drop(curve), abs=1e-12)
@@ -177,24 +173,40 @@ def test_contribution_orders_are_descending_with_unrankable_parts_last():
     assert ranked(values) == ["eyes", "hair", "nose", "jaw", "cheek", "forehead", "mouth"]
 
 
-def test_the_gradcam_order_is_the_argsort_of_the_per_part_heat_sums(net, pair, reference):
-    from explainface.explanations.gradcam import similarity_gradcam
+def test_the_orders_are_the_attribution_registrys_part_scores_descending(net, pair, reference):
+    from explainface.explanations.attributions import PairContext, attribute
 
     images, labels = pair
-    _, ha, hb = similarity_gradcam(net, images[0], images[1], net.target_layer)
-    sums = loop_heat_sums(ha, hb, labels)
-    assert len(set(sums.values())) == len(PARTS)  # no ties: the order is defined by the sums alone
-    want = [PARTS[i] for i in np.argsort([-sums[p] for p in PARTS], kind="stable")]
-    masses = gradcam_masses(net, images, labels, net.target_layer)
-    for p in PARTS:
-        assert masses[p] == pytest.approx(sums[p], rel=1e-5, abs=1e-6), p
-    rec = evaluate_pair(net, images, labels, reference, _channel_parts(reference.mean.shape[0]), layer=net.target_layer)
-    assert rec["orders"]["gradcam"] == want
-    assert want != list(PARTS)
+    parts = _channel_parts(reference.mean.shape[0])
+    rec = evaluate_pair(net, images, labels, reference, parts, seed=2, pair_index=5, layer=net.target_layer)
+    ctx = PairContext(net, channel_parts=parts, reference=reference, layer=net.target_layer, seed=2)
+    assert set(rec["orders"]) == {"channels", "occlusion", "gradcam", "gradient", "random"}  # no xCos head here
+    for m in ("channels", "occlusion", "gradcam", "gradient"):
+        assert rec["orders"][m] == ranked(attribute(m, ctx, images, labels, index=5).parts), m
+    assert rec["orders"]["random"] == random_order(2, 5)
+    assert rec["contributions"]["occlusion"] == attribute("occlusion", ctx, images, labels).parts
 
 
-def test_the_xcos_order_weighs_patch_cosine_by_attention_and_part_share(net, pair):
+def _bilinear(grid: np.ndarray, size: int) -> np.ndarray:
+    """Slow bilinear upsampling (align_corners=False, edges clamped), float64."""
+    h, w = grid.shape
+    out = np.zeros((size, size))
+    for y in range(size):
+        for x in range(size):
+            sy = min(max((y + 0.5) * h / size - 0.5, 0.0), h - 1)
+            sx = min(max((x + 0.5) * w / size - 0.5, 0.0), w - 1)
+            y0, x0 = int(np.floor(sy)), int(np.floor(sx))
+            y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+            fy, fx = sy - y0, sx - x0
+            top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
+            bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
+            out[y, x] = top * (1 - fy) + bottom * fy
+    return out
+
+
+def test_the_xcos_attribution_is_its_patch_cosine_times_attention_map_over_each_part(net, pair):
     from explainface.evaluate.scoring import create_scorer
+    from explainface.explanations.attributions import PairContext, attribute
     from explainface.models.xcos import XCosHead
     from explainface.training.checkpoint import LoadedModel
 
@@ -205,12 +217,17 @@ def test_the_xcos_order_weighs_patch_cosine_by_attention_and_part_share(net, pai
     scorer = create_scorer("xcos", loaded)
     f = scorer.grids(images)  # the flip-averaged grids, in the head's dtype
     ex = scorer.explain(f[[0]], f[[1]])
-    assert ex["cosine"].shape == (1, 7, 7)
-    want = loop_xcos_masses(ex["cosine"][0], ex["attention"][0], labels)
-    got = xcos_masses(scorer, images, labels)
+    grid = ex["cosine"][0] * ex["attention"][0]
+    a = attribute("xcos", PairContext(net, xcos_scorer=scorer), images, labels)
+    assert a.cosine == pytest.approx(grid.sum(), abs=1e-12)
+    up = _bilinear(grid, 56)
+    np.testing.assert_allclose(a.maps[0], up, atol=1e-12)
+    np.testing.assert_allclose(a.maps[1], up, atol=1e-12)
+    lab = labels.numpy()
     for p in PARTS:
-        assert got[p] == pytest.approx(want[p], abs=1e-12), p
-    assert ranked(got) == sorted(PARTS, key=lambda p: -want[p])
+        sel = lab == PART_NAMES.index(p)
+        want = None if not sel.any() else np.concatenate([up[sel[0]], up[sel[1]]]).mean()
+        assert (a.parts[p] is None) if want is None else a.parts[p] == pytest.approx(want, abs=1e-12), p
 
 
 def test_deletion_score_normalised_curve_and_rank_agreement_definitions():
@@ -254,7 +271,7 @@ def _xcos_checkpoint(path):
 def test_faithfulness_end_to_end_writes_json_and_png_and_skips_a_corrupt_face(exported, tmp_path):
     import cv2
 
-    from explainface.evaluate.faithfulness import faithfulness
+    from explainface.explanations.faithfulness import faithfulness
     from explainface.readers.pairs import read_pairs
     from explainface.training.checkpoint import load_model
 
@@ -282,7 +299,7 @@ def test_faithfulness_end_to_end_writes_json_and_png_and_skips_a_corrupt_face(ex
     text = (out / "faithfulness.json").read_text()
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert data == json.loads(json.dumps(result))
-    assert data["orders"] == ["channels", "occlusion", "random", "gradcam", "xcos"]
+    assert data["orders"] == ["channels", "occlusion", "random", "gradcam", "gradient", "xcos"]
     assert data["pairs"]["total"] == len(plist) and data["pairs"]["drawn"] == limit
     assert data["pairs"]["skipped"] == len(with_bad) >= 1
     assert data["pairs"]["used"] == limit - len(with_bad)

@@ -47,7 +47,7 @@ _EXPORTS = {
     # evaluate, explain, report
     "verify": "explainface.evaluate.verify",
     "explain": "explainface.evaluate.explainability_pipeline",
-    "faithfulness": "explainface.evaluate.faithfulness",
+    "faithfulness": "explainface.explanations.faithfulness",
     "visualize": "explainface.explanations.visualize",
     "why": "explainface.explanations.why_pipeline",
     "build_report": "explainface.report.build",

@@ -71,7 +71,7 @@ def _cmd_why(args: argparse.Namespace) -> int:
         raise SystemExit("explainface why: give either two images or --pairs, not both")
     if args.protocol is not None:
         return _protocols(args)
-    from explainface.evaluate.faithfulness import faithfulness
+    from explainface.explanations.faithfulness import faithfulness
     from explainface.training.checkpoint import load_model
 
     loaded = load_model(args.model, args.device)

@@ -1,6 +1,6 @@
 """Pair explanations checked against planted ground truth: the part-swap and Patch-LFW protocols.
 
-Deletion curves (`evaluate.faithfulness`) say which order of parts moves a pair's score fastest, not which part
+Deletion curves (`explanations.faithfulness`) say which order of parts moves a pair's score fastest, not which part
 truly made the pair match. Here the reason is planted, so an explanation can be scored against it:
 
 * **part swap** (ours): for an impostor pair (A, B), one face part of A (eyes, nose, mouth, ...) is replaced by
@@ -238,7 +238,7 @@ def summarize_patches(records: Sequence[dict], methods: Sequence[str], threshold
 
 
 def _faces_of(plist, loaded, crop: str, detector: str):
-    from explainface.evaluate.faithfulness import _PairFaces
+    from explainface.explanations.faithfulness import _PairFaces
     from explainface.faces.crop import model_cut
 
     load = _PairFaces(plist, loaded.input_size, crop, detector, "auto", cut=model_cut(loaded.model))
@@ -265,8 +265,8 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
     returns (and writes, given `out_dir`, as groundtruth.json) the summaries and every pair's record."""
     from tqdm import tqdm
 
-    from explainface.evaluate.faithfulness import _drawn_pairs
     from explainface.explanations.attributions import attribution_names, get_attribution
+    from explainface.explanations.faithfulness import _drawn_pairs
     from explainface.explanations.why_pipeline import reference_set
     from explainface.files import atomic_write_json, json_safe
     from explainface.readers.pairs import read_pairs

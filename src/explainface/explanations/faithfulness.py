@@ -18,15 +18,13 @@ prefixes the orders share are computed once).
 Orders, per pair (each is a permutation of all of `PARTS`; what an explanation cannot rank goes last, in PARTS
 order, and ties keep PARTS order):
 
-* ``"channels"`` / ``"occlusion"``: by the part's contribution (cos - cos without the part, `why`), descending:
-  most supportive of the match first;
+* every attribution method of `ORDER_METHODS` that can run on the network (`explanations.attributions`, the one
+  registry that `why` and the ground-truth protocols use): its part scores, descending (most supportive of the
+  match first): ``channels`` and ``occlusion`` (the part's contribution, cos - cos without the part),
+  ``gradcam``, ``gradient`` (xSSAB) and ``xcos`` (an xCos checkpoint only: its patch cosine x attention map),
+  whose pixel maps are averaged over the part's pixels of both faces;
 * ``"random"``: a seeded permutation, ``np.random.default_rng([seed, pair_index])`` (pair_index = the pair's
-  position in the pair file, so a pair keeps its order whatever else is drawn);
-* ``"gradcam"``: by Grad-CAM mass of the similarity (`explain.gradcam.similarity_gradcam`): the sum of A's heat
-  over A's pixels of the part plus B's heat over B's, descending;
-* ``"xcos"`` (only for a checkpoint with an xCos pair head): per part, the sum over grid cells of patch cosine x
-  attention x the share of the cell's pixels that belong to the part (adaptive average pooling of the one-hot
-  label map to the grid), averaged over the two faces' label maps; descending.
+  position in the pair file, so a pair keeps its order whatever else is drawn).
 
 Scores, per pair, order and mode: the **deletion score** = mean over k = 1..K of (cos_0 - cos_k), how fast
 removing the top-ranked parts moves the similarity (higher = more faithful; NaN when K = 0); the
@@ -51,24 +49,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from explainface.explanations.why import (
     PARTS,
     ReferenceMaps,
-    channel_contributions,
     channel_variants,
-    occlusion_contributions,
     occlusion_variants,
     part_channel_sets,
     part_masks_of,
 )
 from explainface.models.modes import eval_mode
-from explainface.parts.labels import PART_NAMES
 
 MODES: tuple[str, ...] = ("channels", "occlusion")
-ORDERS: tuple[str, ...] = ("channels", "occlusion", "random", "gradcam", "xcos")
+#: The attribution methods whose part orders are measured (registry names; CorrRISE is left to the protocols, for
+#: its cost), and every order with the seeded random one.
+ORDER_METHODS: tuple[str, ...] = ("channels", "occlusion", "gradcam", "gradient", "xcos")
+ORDERS: tuple[str, ...] = ("channels", "occlusion", "random", "gradcam", "gradient", "xcos")
 #: Fractions of the usable parts removed at which normalised curves are reported (0, 1/7, ..., 1).
 CURVE_GRID: np.ndarray = np.linspace(0.0, 1.0, len(PARTS) + 1)
 #: The orders every other order is compared with (paired over pairs).
@@ -80,10 +77,9 @@ DEFINITIONS = {
     "curve": "cos_0 - cos_k against k / K, interpolated onto x",
     "skipped_parts": "channels mode skips parts with no channel; occlusion mode skips parts with no pixel in either "
     "face; skipping applies to all orders alike",
-    "orders": "channels / occlusion: contribution (cos - cos without the part) descending; random: "
-    "default_rng([seed, pair_index]).permutation; gradcam: Grad-CAM mass over the part's pixels of both faces, "
-    "descending; xcos: sum over cells of patch cosine x attention x part share of the cell, mean of both faces, "
-    "descending; parts an explanation cannot rank go last",
+    "orders": "each attribution method's part scores descending (channels / occlusion: cos - cos without the "
+    "part; gradcam, gradient, xcos: the pixel map's mean over the part's pixels of both faces); random: "
+    "default_rng([seed, pair_index]).permutation; parts an explanation cannot rank go last",
     "rank_agreement": "Spearman rho of channel vs occlusion contributions over the parts that have both (NaN below 3)",
 }
 
@@ -106,37 +102,6 @@ def random_order(seed: int, pair_index: int, parts: Sequence[str] = PARTS) -> li
 
 def _label_ids(labels: torch.Tensor | np.ndarray) -> np.ndarray:
     return labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-
-
-def gradcam_masses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer: str | None = None
-                   ) -> dict[str, float]:  # fmt: skip
-    """Part -> Grad-CAM mass of the pair's similarity: sum of heat A over A's part pixels + heat B over B's."""
-    from explainface.explanations.gradcam import similarity_gradcam
-
-    _, heat_a, heat_b = similarity_gradcam(model, images[0], images[1], layer)
-    lab = _label_ids(labels)
-    return {
-        p: float(heat_a[lab[0] == PART_NAMES.index(p)].sum(dtype=np.float64)
-                 + heat_b[lab[1] == PART_NAMES.index(p)].sum(dtype=np.float64))
-        for p in PARTS
-    }  # fmt: skip
-
-
-def part_shares(labels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Label maps [N, S, S] -> [N, len(PART_NAMES), h, w] float64: the share of each grid cell's pixels per part."""
-    onehot = F.one_hot(torch.as_tensor(labels).long().cpu(), len(PART_NAMES)).permute(0, 3, 1, 2).double()
-    return F.adaptive_avg_pool2d(onehot, grid)
-
-
-def xcos_masses(scorer, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Part -> xCos mass: sum over cells of patch cosine x attention x the part's share of the cell, averaged
-    over the two faces' label maps (`scorer` an `XCosScorer`)."""
-    f = scorer.grids(images)  # the flip-averaged grids, in the head's dtype
-    ex = scorer.explain(f[[0]], f[[1]])
-    weight = torch.from_numpy(ex["cosine"][0] * ex["attention"][0])  # [h, w] float64
-    shares = part_shares(labels, tuple(weight.shape))  # [2, P, h, w]
-    mass = (shares * weight).sum((-2, -1)).mean(0)
-    return {p: float(mass[PART_NAMES.index(p)]) for p in PARTS}
 
 
 # ---- deletion curves ----------------------------------------------------------------------------------------------
@@ -239,19 +204,24 @@ def evaluate_pair(
     xcos_scorer=None,
 ) -> dict:
     """Everything of one pair: contributions, the orders, the deletion curves and scores per mode, rank
-    agreement. `xcos_scorer` (an `XCosScorer`) adds the "xcos" order."""
-    cos, by_channels = channel_contributions(model, images, reference, channel_parts)
-    _, by_occlusion = occlusion_contributions(model, images, labels)
-    masses = {"gradcam": gradcam_masses(model, images, labels, layer)}
-    if xcos_scorer is not None:
-        masses["xcos"] = xcos_masses(xcos_scorer, images, labels)
-    orders = {"channels": ranked(by_channels), "occlusion": ranked(by_occlusion),
-              "random": random_order(seed, pair_index), **{k: ranked(v) for k, v in masses.items()}}  # fmt: skip
+    agreement. The orders come from the attribution registry (`ORDER_METHODS` that can run; `xcos_scorer`, an
+    `XCosScorer`, lets "xcos" run) and the seeded random order."""
+    from explainface.explanations.attributions import PairContext, attribute
+    from explainface.explanations.attributions.base import pair_cosine
+
+    ctx = PairContext(model, channel_parts=channel_parts, reference=reference, xcos_scorer=xcos_scorer,
+                      layer=layer, seed=seed)  # fmt: skip
+    scores = {m: attribute(m, ctx, images, labels, index=pair_index).parts
+              for m in ORDER_METHODS if ctx.available(m) is None}  # fmt: skip
+    with eval_mode(model):
+        cos = pair_cosine(model, images)
+    by_channels, by_occlusion = scores.get("channels", {}), scores.get("occlusion", {})
+    orders = {**{m: ranked(v) for m, v in scores.items()}, "random": random_order(seed, pair_index)}
     curves = {m: deletion_curves(model, images, labels, reference, channel_parts, orders, m) for m in MODES}
     return {
         "cosine": cos,
         "contributions": {"channels": by_channels, "occlusion": by_occlusion},
-        "masses": masses,
+        "part_scores": {m: v for m, v in scores.items() if m not in ("channels", "occlusion")},
         "orders": orders,
         "curves": {m: {o: c.tolist() for o, c in cs.items()} for m, cs in curves.items()},
         "scores": {m: {o: deletion_score(c) for o, c in cs.items()} for m, cs in curves.items()},
@@ -452,7 +422,7 @@ def faithfulness(
     total = len(plist)
     chosen = _drawn_pairs(total, limit, seed)
     scorer = create_scorer("xcos", loaded) if "xcos" in loaded.pair_heads else None
-    orders = [o for o in ORDERS if o != "xcos" or scorer is not None]
+    orders = [o for o in ORDERS if o != "xcos" or scorer is not None]  # the others run on every split network
 
     from explainface.faces.crop import model_cut
 
