@@ -139,3 +139,24 @@ def test_why_orders_its_methods_by_a_ground_truth_runs_hit_rates(pairs_file, tmp
     html = _why([{"kind": "true match", "summary": "s", "png_path": str(tmp_path / "why" / "why.png"),
                   "checked": res["checked"]}])  # fmt: skip
     assert "Checked against planted ground truth" in html and "gradient 60%" in html
+
+
+def test_the_why_command_runs_a_protocol_and_prints_its_table(pairs_file, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.checkpoints import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors", input_size=56)
+    cmd = [sys.executable, "-m", "explainface", "why", "--model", str(ckpt), "--pairs", str(pairs_file),
+           "--protocol", "part-swap", "--methods", "occlusion,occlusion:sides=each,random", "--limit", "4",
+           "--faces", str(pairs_file.parent), "--out", str(tmp_path / "gt"), "--quiet"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "| occlusion:sides=each |" in res.stdout and "hit rate (all)" in res.stdout
+    data = json.loads((tmp_path / "gt" / "groundtruth.json").read_text())
+    assert data["methods"] == ["occlusion", "occlusion:sides=each", "random"] and data["patch"] is None
+    assert (tmp_path / "gt" / "groundtruth.png").stat().st_size > 10_000
+    bad = subprocess.run(cmd[:-5] + ["--methods", "lime", "--out", str(tmp_path / "x")], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert bad.returncode == 1 and "unknown attribution method 'lime'" in bad.stderr and "Traceback" not in bad.stderr
