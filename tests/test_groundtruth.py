@@ -160,3 +160,41 @@ def test_the_why_command_runs_a_protocol_and_prints_its_table(pairs_file, tmp_pa
     bad = subprocess.run(cmd[:-5] + ["--methods", "lime", "--out", str(tmp_path / "x")], capture_output=True,
                          text=True, timeout=600)  # fmt: skip
     assert bad.returncode == 1 and "unknown attribution method 'lime'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_patch_curves_equal_one_restoration_per_order_and_orders_that_agree_share_a_curve():
+    from explainface.explanations.attributions import PairContext, attribute
+    from explainface.explanations.attributions.base import face_embedding
+    from explainface.explanations.groundtruth import Face, _tensor, patch_pair, patch_record
+    from explainface.explanations.insertion import decision_order_map, random_order_map, restore_curve
+    from explainface.models import create_model
+    from explainface.synthetic.generator import SyntheticFaces
+
+    torch.manual_seed(0)
+    net = create_model("vgg13", width=0.125, input_size=56, embedding_dim=32).eval()
+    gen = SyntheticFaces(0, "easy")
+    faces = [Face(s.image, s.parts.astype(np.int64), s.landmarks.astype(np.float64), f"id{i}")
+             for i, s in enumerate(gen.sample(i, 0, 56) for i in range(2))]  # fmt: skip
+    param = next(net.parameters())
+    pair = patch_pair(net, faces[0], faces[1], faces[1], False, [0, 3], param)
+    ctx = PairContext(net)
+    methods = {"occlusion": ("occlusion", {}), "again": ("occlusion", {}), "gradient": ("gradient", {})}
+    rec = patch_record(ctx, methods, pair, 3, threshold=0.5, seed=0)
+    assert rec["curves"]["again"] == rec["curves"]["occlusion"]
+    with torch.no_grad():
+        eb = face_embedding(net, pair.images[1:2])[0]
+
+    def score(batch):
+        with torch.no_grad():
+            return (face_embedding(net, _tensor(list(batch))) @ eb).numpy()
+
+    from explainface.explanations.groundtruth import part_map
+
+    for m in ("occlusion", "gradient"):
+        a = attribute(m, ctx, pair.images, pair.labels, index=3)
+        signed = a.maps[0] if a.maps is not None else part_map(a, pair.labels[0].numpy())
+        order = decision_order_map(signed, pair.cos_after, 0.5)
+        want = restore_curve(pair.planted, pair.original, order, score)
+        np.testing.assert_allclose(rec["curves"][m], want, atol=1e-5)
+    rand = restore_curve(pair.planted, pair.original, random_order_map((56, 56), [0, 3, 9]), score)
+    np.testing.assert_allclose(rec["curves"]["random order"], rand, atol=1e-5)

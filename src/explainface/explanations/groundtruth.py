@@ -145,7 +145,13 @@ def patch_record(ctx: PairContext, methods: Methods, pair: PlantedPair, index: i
                  seed: int) -> dict:  # fmt: skip
     """One Patch-LFW pair: the restoration curve of each method's map of A, and of a random order (all restored
     images of the pair scored in one batched pass)."""
-    from explainface.explanations.insertion import FRACTIONS, decision_order_map, random_order_map, restored_images
+    from explainface.explanations.insertion import (
+        FRACTIONS,
+        decision_order_map,
+        pixel_ranks,
+        random_order_map,
+        restored_images,
+    )
 
     model = ctx.model
     with torch.no_grad():
@@ -160,11 +166,15 @@ def patch_record(ctx: PairContext, methods: Methods, pair: PlantedPair, index: i
         orders[label] = decision_order_map(signed, pair.cos_after, threshold)
     orders["random order"] = random_order_map(labels.shape, [seed, index, 9])
     original = _tensor([pair.original], pair.images)[0]
-    batch = torch.cat([restored_images(pair.images[0], original, o) for o in orders.values()])
-    scores = _embed_all(model, batch, eb).reshape(len(orders), len(FRACTIONS))
+    # orders that restore the pixels in the same sequence (part-level methods that rank the parts alike) have the
+    # same curve: each distinct sequence is scored once
+    keys = {k: pixel_ranks(o).tobytes() for k, o in orders.items()}
+    distinct = {key: orders[k] for k, key in reversed(list(keys.items()))}
+    batch = torch.cat([restored_images(pair.images[0], original, o) for o in distinct.values()])
+    scores = _embed_all(model, batch, eb).reshape(len(distinct), len(FRACTIONS))
+    curve = {key: row.tolist() for key, row in zip(distinct, scores)}
     return {"same": pair.same, "cos_before": pair.cos_before, "cos_after": pair.cos_after,
-            "planted_fraction": float(pair.mask.mean()),
-            "curves": {k: row.tolist() for k, row in zip(orders, scores)}}  # fmt: skip
+            "planted_fraction": float(pair.mask.mean()), "curves": {k: curve[keys[k]] for k in orders}}  # fmt: skip
 
 
 # ---- summaries ---------------------------------------------------------------------------------------------------
