@@ -284,9 +284,12 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
     from explainface.training.checkpoint import load_model, model_name
 
     start = time.perf_counter()
+    from explainface.explanations.why_pipeline import check_threshold
+
     for p in protocols:
         if p not in PROTOCOLS:
             raise ValueError(f"unknown protocol {p!r}; choose from {', '.join(PROTOCOLS)}")
+    threshold = check_threshold(threshold)
     specs = {label: parse_spec(label) for label in (methods or attribution_names())}
     for name, _ in specs.values():
         get_attribution(name)  # an unknown name fails here, before any work

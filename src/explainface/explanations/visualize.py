@@ -11,7 +11,6 @@ faces (image files, or held-out synthetic faces) -> model-input crops (the no-al
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from explainface.explanations import figures
+from explainface.explanations.dictionary import read_dictionary as dictionary_file
 from explainface.training.checkpoint import load_model
 
 SYNTHETIC = "synthetic"
@@ -92,23 +92,10 @@ def load_faces(paths: Sequence[str | Path], size: int, crop: str = "auto", detec
 
 
 def read_dictionary(path: str | Path) -> tuple[list[dict], str | None]:
-    """The channel dictionary of an `explainability.json` (or a `channel_dictionary.json` list): (entries, layer)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read the channel dictionary ({e.strerror or e})") from e
-    except ValueError as e:
-        raise ValueError(f"{path}: not JSON ({e})") from e
-    layer = data.get("layer") if isinstance(data, dict) else None
-    entries = data.get("channels") if isinstance(data, dict) else data
-    if not isinstance(entries, list):
-        raise ValueError(f"{path}: no channel list (expected explainability.json with a 'channels' list)")
-    for i, e in enumerate(entries):
-        ok = isinstance(e, dict) and isinstance(e.get("channel"), int) and "part" in e and "frequency" in e
-        if not ok:
-            raise ValueError(f"{path}: channel entry {i} is not {{channel: int, part, frequency}}: {e!r:.80}")
-    return entries, layer if isinstance(layer, str) else None
+    """The channel dictionary of an `explainability.json` (or a `channel_dictionary.json` list): (entries, layer);
+    `explanations.dictionary` reads and checks it."""
+    d = dictionary_file(path, frequency=True)
+    return d.entries, d.layer
 
 
 def visualize(

@@ -28,16 +28,11 @@ REFERENCE_FACES = 200
 
 
 def load_channel_parts(path: str | Path) -> dict[int, str | None]:
-    """Channel -> dominant part from `explain`'s channel_dictionary.json or explainability.json."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable channel dictionary ({e})") from None
-    channels = data.get("channels") if isinstance(data, dict) else data
-    if not isinstance(channels, list) or not all(isinstance(c, dict) and "channel" in c for c in channels):
-        raise ValueError(f"{path}: no channel list (expected explain's channel_dictionary.json or explainability.json)")
-    return {int(c["channel"]): c.get("part") for c in channels}
+    """Channel -> dominant part from `explain`'s channel_dictionary.json or explainability.json (read and checked
+    by `explanations.dictionary`; `reference_set` also checks it against the network)."""
+    from explainface.explanations.dictionary import read_dictionary
+
+    return read_dictionary(path).parts()
 
 
 def checked_hit_rates(path: str | Path) -> dict[str, float | None]:
@@ -55,14 +50,27 @@ def checked_hit_rates(path: str | Path) -> dict[str, float | None]:
         raise ValueError(f"{path}: not a groundtruth.json with part-swap hit rates ({e})") from None
 
 
+def check_threshold(threshold: float | None, what: str = "--threshold") -> float | None:
+    """A decision threshold on the cosine: a finite number in [-1, 1] (or None)."""
+    if threshold is None:
+        return None
+    t = float(threshold)
+    if not (np.isfinite(t) and -1.0 <= t <= 1.0):
+        raise ValueError(f"{what}: a threshold on the cosine is a finite number in [-1, 1], got {threshold!r}")
+    return t
+
+
 def threshold_from(verification: str | Path) -> float:
     """The decision threshold of a `verify` result: the mean of its fold thresholds."""
     path = Path(verification)
     try:
         thresholds = json.loads(path.read_text())["thresholds"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        values = [float(t) for t in thresholds]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: not a verification.json with fold thresholds ({e})") from None
-    return float(np.mean(thresholds))
+    if not values:
+        raise ValueError(f"{path}: its 'thresholds' list is empty")
+    return check_threshold(float(np.mean(values)), str(path))
 
 
 def reference_set(loaded, faces: str | Path = "synthetic", limit: int = REFERENCE_FACES, seed: int = 0,
@@ -91,7 +99,10 @@ def reference_set(loaded, faces: str | Path = "synthetic", limit: int = REFERENC
             raise ValueError(f"{faces}: no usable reference faces")
         reference = ReferenceMaps.of(model, (x.to(dev) for x in crops))
     if dictionary is not None:
-        return reference, load_channel_parts(dictionary), str(dictionary)
+        from explainface.explanations.dictionary import read_dictionary
+
+        checked = read_dictionary(dictionary).check(reference.mean.shape[0], loaded.layer)
+        return reference, checked.parts(), str(dictionary)
     n = reference.faces
     channels = acc.report(n_images=min(100, n), runs=1, seed=seed)["channels"]
     return reference, {c["channel"]: c["part"] for c in channels}, f"measured on {n} faces of {faces}"
@@ -120,6 +131,7 @@ def why(model: str | Path | torch.nn.Module, image_a: str | Path, image_b: str |
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    threshold = check_threshold(threshold)
     if threshold is None and verification is not None:
         threshold = threshold_from(verification)
     loaded = load_model(model, device)

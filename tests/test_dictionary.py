@@ -1,0 +1,73 @@
+"""The channel dictionary file: read once, checked against the network it is applied to (issue 26)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from explainface.explanations.dictionary import read_dictionary
+
+
+def _write(tmp_path, data, name="explainability.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _entries(n, part="eyes"):
+    return [{"channel": c, "part": part, "frequency": 0.5} for c in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("channels", "problem"),
+    [
+        ([{"channel": -1, "part": "eyes"}], "negative channel"),
+        ([{"channel": "3", "part": "eyes"}], "entry 0 is not"),
+        ([{"channel": 2.0, "part": "eyes"}], "entry 0 is not"),
+        ([{"channel": True, "part": "eyes"}], "entry 0 is not"),
+        ([{"channel": 1, "part": "eyes"}, {"channel": 1, "part": "nose"}], "channel 1 is listed twice"),
+        ([{"channel": 0, "part": "ears"}], "part 'ears' is not one of"),
+        ([{"channel": 0}], "part None is not one of"),
+    ],
+)
+def test_a_malformed_entry_is_named_with_the_file(tmp_path, channels, problem):
+    path = _write(tmp_path, {"channels": channels, "layer": "relu4_3"})
+    with pytest.raises(ValueError, match=problem) as e:
+        read_dictionary(path)
+    assert str(path) in str(e.value)
+
+
+def test_a_dictionary_of_another_network_or_layer_is_refused_before_use(tmp_path):
+    d = read_dictionary(_write(tmp_path, {"channels": _entries(32), "layer": "relu4_3"}))
+    assert d.channels == 32 and d.layer == "relu4_3" and d.parts()[5] == "eyes"
+    assert d.check(32, "relu4_3") is d
+    with pytest.raises(ValueError, match="a dictionary of a 32-channel layer; this network's layer relu4_3 has 128"):
+        d.check(128, "relu4_3")
+    with pytest.raises(ValueError, match="a dictionary of layer 'relu4_3'; this network's layer is 'relu5_3'"):
+        d.check(32, "relu5_3")
+    some = [{"channel": 3, "part": None}, {"channel": 40, "part": "nose"}]
+    partial = read_dictionary(_write(tmp_path, some, "d.json"))
+    assert partial.channels is None and partial.layer is None  # a list of some channels: only their range is known
+    assert partial.check(64).parts() == {3: None, 40: "nose"}
+    with pytest.raises(ValueError, match=r"channel\(s\) 40 outside this network's 32 channels"):
+        partial.check(32)
+    with pytest.raises(ValueError, match="entry 1 is not {channel: int, part, frequency}"):
+        read_dictionary(_write(tmp_path, [{"channel": 0, "part": None, "frequency": 1}, {"channel": 1, "part": None}],
+                               "f.json"), frequency=True)  # fmt: skip
+
+
+def test_thresholds_are_finite_cosines_and_a_verification_file_must_hold_some(tmp_path):
+    from explainface.explanations.why_pipeline import check_threshold, threshold_from
+
+    assert check_threshold(None) is None and check_threshold(0.25) == 0.25
+    for bad in (2, -5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="--threshold: a threshold on the cosine is a finite number in"):
+            check_threshold(bad)
+    empty = _write(tmp_path, {"thresholds": []}, "verification.json")
+    with pytest.raises(ValueError, match="verification.json: its 'thresholds' list is empty"):
+        threshold_from(empty)
+    odd = _write(tmp_path, {"thresholds": ["x"]}, "v2.json")
+    with pytest.raises(ValueError, match="v2.json: not a verification.json"):
+        threshold_from(odd)
+    assert threshold_from(_write(tmp_path, {"thresholds": [0.2, 0.4]}, "v3.json")) == pytest.approx(0.3)
