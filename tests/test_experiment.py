@@ -383,3 +383,30 @@ def test_the_detector_crops_every_evaluation_set_and_is_part_of_the_experiment(t
     fix_steps(plan, tmp_path / "cnn", base, {}, print)
     with pytest.raises(ValueError, match="other settings"):
         fix_steps(ExperimentPlan.quick_plan(), tmp_path / "cnn", base, {}, print)
+
+
+def test_a_run_that_diverges_is_named_as_failed_and_the_others_go_on(tmp_path, monkeypatch):
+    import explainface.experiments.run as run_module
+    from explainface.errors import TrainingDiverged
+
+    def fake_train(cfg, folder, progress):
+        if "ecloss" in str(folder):
+            raise TrainingDiverged(7, "the loss is nan", None)
+        return {"checkpoint": str(folder / "x.safetensors"), "seconds": 1.0}
+
+    def fake_eval(checkpoint, folder, es, plan, cache, progress):
+        return {"accuracy_mean": 0.8, "accuracy_std": 0.01, "auc": 0.9, "eer": 0.2, "seconds": 0.0}
+
+    monkeypatch.setattr(run_module, "train_run", fake_train)
+    monkeypatch.setattr(run_module, "evaluate_run", fake_eval)
+    monkeypatch.setattr(run_module, "write_page", lambda *a, **k: tmp_path / "page.html")
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))  # a faces folder that validate accepts
+    plan = ExperimentPlan.quick_plan(seeds=2, steps=3, faces={"held": str(tmp_path)}, pairs={})
+    res = run_experiment(plan, tmp_path / "exp", progress=False)
+    assert set(res["failed"]) == {"ecloss/seed0", "ecloss/seed1"}
+    assert "training diverged at step 7" in res["failed"]["ecloss/seed0"]
+    assert res["methods"]["softmax"]["n"] == 2 and res["methods"]["ecloss"]["n"] == 0
+    assert json.loads((tmp_path / "exp" / "runs" / "ecloss" / "seed0" / "failed.json").read_text())["step"] == 7
+    assert "**Failed: ecloss/seed0**" in (tmp_path / "exp" / "tables.md").read_text()

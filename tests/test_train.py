@@ -221,3 +221,21 @@ def test_validation_reads_an_lfw_pairs_file(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     val = json.loads((out / "summary.json").read_text())["val"]
     assert val["step"] == 2 and 0.0 <= val["accuracy"] <= 1.0
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_finite_checkpoint(tmp_path):
+    """Issue 26: resume a healthy run at a huge learning rate: exit 1 with the step and the value, the checkpoint
+    on disk still finite (never overwritten by NaN weights), and no '50%' verification of a NaN network."""
+    out = tmp_path / "run"
+    ok = subprocess.run(_train_cmd(out, "optim.max_steps=4", "run.checkpoint_every=2"), capture_output=True,
+                        text=True, timeout=300)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    bad = subprocess.run(_train_cmd(out, "optim.max_steps=40", "run.checkpoint_every=1", "optim.lr=1000000.0",
+                                    "optim.grad_clip=null"), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    line = bad.stderr.strip().splitlines()[-1]
+    assert line.startswith("explainface train: error: training diverged at step ") and "Traceback" not in bad.stderr
+    assert "the checkpoint kept is the last finite one" in line
+    tensors, state = load_checkpoint(out / "checkpoints" / "last.safetensors")
+    assert 4 <= state["step"] < 40
+    assert all(bool(torch.isfinite(v).all()) for v in tensors.values() if v.is_floating_point())

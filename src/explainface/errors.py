@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["USER_ERRORS", "InputError", "TrainingInterrupted", "run_command", "show_tracebacks"]
+__all__ = ["USER_ERRORS", "InputError", "TrainingDiverged", "TrainingInterrupted", "run_command", "show_tracebacks"]
 
 
 class InputError(ValueError):
@@ -33,6 +33,21 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __str__(self) -> str:
         return (f"interrupted at step {self.step}, checkpoint saved ({self.checkpoint}); "
                 "run the same command to resume")  # fmt: skip
+
+
+class TrainingDiverged(ValueError):
+    """A training run produced a non-finite value (loss, gradient, weights or validation scores): it stops before
+    anything non-finite is saved, so the checkpoint on disk (if any) is the last finite one."""
+
+    def __init__(self, step: int, what: str, checkpoint: str | None) -> None:
+        super().__init__(step, what, checkpoint)
+        self.step, self.what, self.checkpoint = int(step), str(what), checkpoint
+
+    def __str__(self) -> str:
+        kept = (f"the checkpoint kept is the last finite one ({self.checkpoint}): resume from it with a lower "
+                "optim.lr (or an optim.grad_clip)" if self.checkpoint else
+                "no checkpoint was written: lower optim.lr (or set optim.grad_clip)")  # fmt: skip
+        return f"training diverged at step {self.step}: {self.what}; {kept}"
 
 
 #: The exceptions that mean "the input or the environment is wrong": shown as one line, without a traceback.

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from explainface.errors import TrainingDiverged
 from explainface.experiments.methods import (
     method_config,
     method_steps,
@@ -491,6 +492,7 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
         export_heldout_faces(out / "faces_occluded", size, seed=0, identities=plan.heldout_identities,
                              per_identity=plan.heldout_per_identity, progress=progress, occlusion=1.0)  # fmt: skip
     measured: dict[tuple[str, int], dict] = {}
+    failed: dict[str, str] = {}
     timing: dict[str, Any] = {"runs": {}}
     total = len(seeds) * len(plan.methods)
     for seed in seeds:  # seed-major: every finished seed gives complete pairs
@@ -499,11 +501,19 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
             k = len(measured) + 1
             if seed != seeds[0] and method_steps(method) == 0:  # the same network at every seed: measured once
                 say(f"[{k}/{total}] {method}, seed {seed}: no training steps, the same network as seed {seeds[0]}")
-                measured[(method, seed)] = measured[(method, seeds[0])]
+                if (method, seeds[0]) in measured:
+                    measured[(method, seed)] = measured[(method, seeds[0])]
                 continue
             own = method_steps(method)
             say(f"[{k}/{total}] {method}, seed {seed}: {steps if own is None else own} steps -> {folder}")
-            done = train_run(run_config(base, method, seed, steps, out), folder, progress)
+            try:
+                done = train_run(run_config(base, method, seed, steps, out), folder, progress)
+            except TrainingDiverged as e:  # named, left out, and the others go on (a re-run retries it)
+                say(f"[{k}/{total}] {method}, seed {seed} failed: {e}")
+                failed[f"{method}/seed{seed}"] = str(e)
+                _atomic_json(folder / "failed.json", {"step": e.step, "error": str(e)})
+                continue
+            (folder / "failed.json").unlink(missing_ok=True)
             ckpt = Path(done["checkpoint"])
             res = {}
             for es in sets:
@@ -534,6 +544,7 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
             "runs": plan.runs,
         },  # fmt: skip
         **aggregate(plan.methods, seeds, [s.name for s in sets], measured),
+        "failed": failed,
     }
     _atomic_json(out / "results.json", results)
     from explainface.experiments.tables import tables_markdown

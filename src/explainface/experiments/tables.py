@@ -258,6 +258,8 @@ def tables_markdown(results: dict) -> str:
         f"evaluation sets: {', '.join(plan['eval_sets'])}."
     )
     lines.append("")
+    for run, error in (results.get("failed") or {}).items():  # runs that diverged: named, left out of the tables
+        lines += [f"**Failed: {run}** ({error})", ""]
     dictionary = dictionary_table(results)
     for t in build_tables(results) + ([dictionary] if dictionary else []):
         lines += [f"## {t.caption}", ""]

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from explainface.errors import InputError, TrainingInterrupted
+from explainface.errors import InputError, TrainingDiverged, TrainingInterrupted
 from explainface.losses import StepContext, create_regularizer, make_beta
 from explainface.losses.beta import regularized_loss
 from explainface.models import FeatureCapture, create_head, identity_loss
@@ -266,7 +266,19 @@ class Trainer:
             "world_size": self.dist.world,
             "pair_heads": self._pair_heads(),
         }
+        bad = next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:  # never overwrite the last finite checkpoint with a diverged one
+            kept = str(self.ckpt_path) if self.ckpt_path.is_file() else None
+            raise TrainingDiverged(self.step, f"{bad} holds non-finite values", kept)
         save_checkpoint(self.ckpt_path, tensors, state)
+
+    def _diverged(self, what: str, **values: float) -> None:
+        """Stop: a non-finite value at this step (nothing of it is saved; `save` checks the weights too)."""
+        odd = [f"{k}={v:.3g}" for k, v in values.items()
+               if isinstance(v, float) and (not math.isfinite(v) or abs(v) > 1e6)]  # fmt: skip
+        detail = f" ({', '.join(odd[:4])})" if odd else ""
+        kept = str(self.ckpt_path) if self.ckpt_path.is_file() else None
+        raise TrainingDiverged(self.step + 1, what + detail, kept)
 
     def _reg_state_buffers(self) -> list[torch.Tensor]:
         """The regularisers' saved buffers (BatchNorm statistics of a pair head), not caches such as templates."""
@@ -385,6 +397,8 @@ class Trainer:
         else:
             reg_loss = torch.zeros((), device=self.device)
             loss = id_loss.float()
+        if not bool(torch.isfinite(loss.detach())):
+            self._diverged(f"the loss is {float(loss.detach())}", id_loss=float(id_loss.detach()), **row)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.dist.enabled:  # the regularisers' own parameters are outside DDP: average their gradients here
@@ -393,6 +407,8 @@ class Trainer:
         clip = self.cfg.optim.grad_clip
         params = [p for p in self.params if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))
+        if not self.scaler.is_enabled() and not bool(torch.isfinite(grad_norm)):  # (AMP skips such steps itself)
+            self._diverged(f"the gradient norm is {float(grad_norm)}", loss=float(loss.detach()))
         self.scaler.step(self.opt)
         self.scaler.update()
         if self.dist.enabled:  # and their buffers (BatchNorm statistics) follow rank 0's, as DDP's do
@@ -423,6 +439,9 @@ class Trainer:
         images = self.pair_images
         batches = (images[i : i + 128].to(self.device) for i in range(0, len(images), 128))
         scores = scorer.score_pairs(scorer.features(batches), self.pairs.a, self.pairs.b)
+        if not np.isfinite(scores).all():  # a NaN network verifies at 50%: a failure, not a result
+            kept = str(self.ckpt_path) if self.ckpt_path.is_file() else None
+            raise TrainingDiverged(self.step, "the validation scores are not finite", kept)
         res = kfold_accuracy(scores, self.pairs.same, self.pairs.folds)
         row = {"step": self.step, "accuracy": res["accuracy_mean"], "std": res["accuracy_std"]}
         self._log(self.val_path, ["step", "accuracy", "std"], row, "val")
