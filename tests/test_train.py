@@ -239,3 +239,15 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_finite_checkpoin
     tensors, state = load_checkpoint(out / "checkpoints" / "last.safetensors")
     assert 4 <= state["step"] < 40
     assert all(bool(torch.isfinite(v).all()) for v in tensors.values() if v.is_floating_point())
+
+
+def test_resuming_with_another_network_is_one_line_not_a_traceback(tmp_path):
+    out = tmp_path / "run"
+    ok = subprocess.run(_train_cmd(out, "optim.max_steps=2"), capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    changes = [("model.width=0.25", "model.width=0.125 there, 0.25 here"),
+               ("model.embedding_dim=64", "model.embedding_dim="), ("head.name=arcface", "head.name=")]  # fmt: skip
+    for change, said in changes:
+        res = subprocess.run(_train_cmd(out, "optim.max_steps=4", change), capture_output=True, text=True, timeout=300)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert "trained with another network" in res.stderr and said in res.stderr, res.stderr[-500:]

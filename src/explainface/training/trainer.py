@@ -306,6 +306,7 @@ class Trainer:
             raise ValueError(
                 f"{self.ckpt_path}: trained on {state['num_classes']} identities, data has {self.num_classes}"
             )
+        self._check_same_network(state.get("config") or {})
         self.module.model.load_state_dict(unprefixed("model", tensors))
         self.module.head.load_state_dict(unprefixed("head", tensors))
         for key, reg in zip(self.reg_keys, self.regs):
@@ -330,6 +331,20 @@ class Trainer:
         self.step = int(state["step"])
         if self.dist.main:
             print(f"resuming from {self.ckpt_path} at step {self.step}", file=sys.stderr, flush=True)
+
+    #: The settings that make a network (and its head) another one: a checkpoint trained with other values cannot
+    #: be resumed.
+    NETWORK_KEYS = (("model", "name"), ("model", "width"), ("model", "input_size"), ("model", "embedding_dim"),
+                    ("head", "name"))  # fmt: skip
+
+    def _check_same_network(self, saved: dict) -> None:
+        """One line, not a load_state_dict traceback, when the config changed the network since the checkpoint."""
+        now = self.cfg.to_dict()
+        changed = [f"{a}.{b}={saved[a][b]!r} there, {now[a][b]!r} here" for a, b in self.NETWORK_KEYS
+                   if a in saved and b in saved[a] and saved[a][b] != now[a][b]]  # fmt: skip
+        if changed:
+            raise InputError(f"{self.ckpt_path}: trained with another network ({'; '.join(changed)}); resume with "
+                             "the same settings, or train into another --out")  # fmt: skip
 
     # ------------------------------------------------------------------- logs
     def _open_logs(self) -> None:
