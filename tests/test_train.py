@@ -251,3 +251,19 @@ def test_resuming_with_another_network_is_one_line_not_a_traceback(tmp_path):
         res = subprocess.run(_train_cmd(out, "optim.max_steps=4", change), capture_output=True, text=True, timeout=300)
         assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
         assert "trained with another network" in res.stderr and said in res.stderr, res.stderr[-500:]
+
+
+def test_a_head_too_large_for_memory_is_refused_before_allocation(monkeypatch):
+    import explainface.memory as memory
+    from explainface.errors import InputError
+    from explainface.training.trainer import check_head_memory
+
+    real = memory.available_bytes()
+    assert real is None or real > 0
+    cfg = load_config(None, ["model.embedding_dim=50000"])
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 16 * 2**30)
+    with pytest.raises(InputError, match=r"1,000,000 identities x model.embedding_dim=50000: the identity head alone "
+                                         r"needs 558.8 GiB .* 16.0 GiB are available"):  # fmt: skip
+        check_head_memory(cfg, 1_000_000, torch.device("cpu"))
+    check_head_memory(cfg, 10, torch.device("cpu"))  # 6 MB: fine
+    check_head_memory(load_config(None, ["head.name=none"]), 10**9, torch.device("cpu"))  # no head, no check

@@ -77,3 +77,24 @@ def peak_memory(device: str | torch.device = "cpu") -> Iterator[PeakMemory]:
     yield result
     result.exact = False
     result.peak_bytes = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+
+
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory a new allocation can use now: the CUDA device's free memory, or the system's MemAvailable (Linux);
+    None where it cannot be told."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        try:
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except (RuntimeError, AssertionError):
+            return None
+    kib = None
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                kib = int(line.split()[1])
+                break
+    except (OSError, ValueError):
+        return None
+    return None if kib is None else kib * 1024

@@ -104,6 +104,22 @@ def _resolve_device(name: str, d: dd.Dist) -> torch.device:
     return dev
 
 
+def check_head_memory(cfg: TrainConfig, num_classes: int, device: torch.device) -> None:
+    """Refuse, before allocating, an identity head that cannot fit: its float32 weights, their gradients and the
+    optimiser's state (3 x identities x embedding size x 4 bytes) against the memory available now."""
+    from explainface.memory import available_bytes
+
+    if cfg.head.name == "none":
+        return
+    need = 3 * 4 * int(num_classes) * int(cfg.model.embedding_dim)
+    have = available_bytes(str(device))
+    if have is not None and need > have:
+        raise InputError(f"{num_classes:,} identities x model.embedding_dim={cfg.model.embedding_dim}: the identity "
+                         f"head alone needs {need / 2**30:.1f} GiB (weights, gradients and optimiser state, float32); "
+                         f"{have / 2**30:.1f} GiB are available: use fewer identities or a smaller "
+                         "model.embedding_dim")  # fmt: skip
+
+
 def _build_head(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The identity head of ``cfg.head`` for `num_classes` identities (``none``: no identity loss)."""
     h = cfg.head
@@ -147,6 +163,7 @@ class Trainer:
         self.dataset, self.num_classes = build_train_dataset(cfg.data, m.input_size, landmarks=self.with_landmarks)
         # the registered builder, model.identity_layers, then the pretrained model.weights (if any)
         model = build_network(m)
+        check_head_memory(cfg, self.num_classes, self.device)
         head = _build_head(cfg, self.num_classes)
         # a regulariser with parameters of its own (a pair head) creates them here; one with a frozen copy of the
         # network (`preserve`) takes it here: before `_resume`, so it is always the initial (pretrained) network
