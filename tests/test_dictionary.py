@@ -71,3 +71,23 @@ def test_thresholds_are_finite_cosines_and_a_verification_file_must_hold_some(tm
     with pytest.raises(ValueError, match="v2.json: not a verification.json"):
         threshold_from(odd)
     assert threshold_from(_write(tmp_path, {"thresholds": [0.2, 0.4]}, "v3.json")) == pytest.approx(0.3)
+
+
+def test_landmarks_of_another_image_size_are_refused_not_scored(tmp_path):
+    """Issue 26: 112-px landmarks beside a large photo put the face parts on a few pixels of the crop."""
+    import cv2
+    import numpy as np
+
+    from explainface.parts.samples import face_sample
+    from explainface.readers.landmarks import write_pts
+    from explainface.synthetic.generator import SyntheticFaces
+
+    s = SyntheticFaces(0, "easy").sample(3, 0, 112)
+    big = cv2.resize(s.image, (1120, 1120), interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(tmp_path / "face.png"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    write_pts(tmp_path / "face.pts", s.landmarks)  # the 112-px points
+    with pytest.raises(ValueError, match=r"face.png: its pts labels cover 0\.\d+% of the 112-px crop .* this "
+                                         r"1120x1120 image\?"):  # fmt: skip
+        face_sample(tmp_path / "face.png", 112, "none")
+    write_pts(tmp_path / "face.pts", s.landmarks * 10 + 4.5)  # the same points at the photo's size
+    assert face_sample(tmp_path / "face.png", 112, "none").labels.any()

@@ -172,8 +172,7 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     else:
         face, labels = resize_image(image, size), _resize_nearest(labels_full, size)  # same stretch
         carried = None if pts is None else (np.asarray(pts, np.float64) + 0.5) * [size / w, size / h] - 0.5
-    if not labels.any():
-        raise ValueError(f"{path}: its {source} labels mark no face part inside the {size}-px crop")
+    _check_face_size(labels, path, source, size, image.shape)
     return PartSample(name or str(path), face, labels, source, carried)
 
 
@@ -218,9 +217,22 @@ def _chip_sample(path: Path, image: np.ndarray, k: int, size: int, detector, lan
         check_landmarks_in_image(pts, w, h)
         check_landmarks_in_image(carried, size, size, "face chip")
         labels = part_label_map(carried, size, size)
-    if not labels.any():
-        raise ValueError(f"{path}: its {source} labels mark no face part inside the {size}-px chip")
+    _check_face_size(labels, path, source, size, image.shape, "chip")
     return PartSample(name or str(path), face, labels, source, carried)
+
+
+#: The least share of a face crop that its part labels must cover: a crop is cut around the face, so labels on a
+#: few pixels of it come from landmarks of another image (or another size of this one).
+MIN_FACE_SHARE = 0.02
+
+
+def _check_face_size(labels: np.ndarray, path: Path, source: str, size: int, shape: tuple, what: str = "crop") -> None:
+    share = float((labels > 0).mean())
+    if share == 0:
+        raise ValueError(f"{path}: its {source} labels mark no face part inside the {size}-px {what}")
+    if share < MIN_FACE_SHARE:
+        raise ValueError(f"{path}: its {source} labels cover {100 * share:.2f}% of the {size}-px {what} (a face "
+                         f"covers most of it): do they belong to this {shape[1]}x{shape[0]} image?")  # fmt: skip
 
 
 def load_label_png(path: Path, shape: tuple[int, int]) -> np.ndarray:
