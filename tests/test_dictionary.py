@@ -71,12 +71,18 @@ def test_thresholds_are_finite_cosines_and_a_verification_file_must_hold_some(tm
     with pytest.raises(ValueError, match="v2.json: not a verification.json"):
         threshold_from(odd)
     assert threshold_from(_write(tmp_path, {"thresholds": [0.2, 0.4]}, "v3.json")) == pytest.approx(0.3)
+    xcos = _write(tmp_path, {"thresholds": [0.2], "score": "xcos", "model": "a.safetensors"}, "v4.json")
+    with pytest.raises(ValueError, match="v4.json: thresholds of the 'xcos' score; `why` decides on the cosine"):
+        threshold_from(xcos)
+    other = _write(tmp_path, {"thresholds": [0.2], "score": "cosine", "model": "softmax.safetensors"}, "v5.json")
+    with pytest.raises(ValueError, match="v5.json: a verify result of softmax.safetensors, not of ecloss.safetensors"):
+        threshold_from(other, "ecloss.safetensors")
+    assert threshold_from(other, "softmax.safetensors") == pytest.approx(0.2)
 
 
 def test_landmarks_of_another_image_size_are_refused_not_scored(tmp_path):
     """Issue 26: 112-px landmarks beside a large photo put the face parts on a few pixels of the crop."""
     import cv2
-    import numpy as np
 
     from explainface.parts.samples import face_sample
     from explainface.readers.landmarks import write_pts

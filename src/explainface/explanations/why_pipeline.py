@@ -60,16 +60,32 @@ def check_threshold(threshold: float | None, what: str = "--threshold") -> float
     return t
 
 
-def threshold_from(verification: str | Path) -> float:
-    """The decision threshold of a `verify` result: the mean of its fold thresholds."""
+def _same_model(a: object, b: object) -> bool:
+    if not isinstance(a, (str, Path)) or not isinstance(b, (str, Path)):
+        return True  # a network given as an object: nothing to compare with
+    pa, pb = Path(a), Path(b)
+    return pa.resolve() == pb.resolve() if pa.exists() and pb.exists() else str(a) == str(b)
+
+
+def threshold_from(verification: str | Path, model: object = None) -> float:
+    """The decision threshold of a `verify` result: the mean of its fold thresholds. It must be a result of the
+    cosine (what `why` explains) and, given `model` (a path or a registered name), of the same model."""
     path = Path(verification)
     try:
-        thresholds = json.loads(path.read_text())["thresholds"]
+        data = json.loads(path.read_text())
+        thresholds = data["thresholds"]
         values = [float(t) for t in thresholds]
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: not a verification.json with fold thresholds ({e})") from None
     if not values:
         raise ValueError(f"{path}: its 'thresholds' list is empty")
+    score = data.get("score", "cosine")
+    if score != "cosine":
+        raise ValueError(f"{path}: thresholds of the {score!r} score; `why` decides on the cosine (give --threshold, "
+                         "or a verify result with --score cosine)")  # fmt: skip
+    if model is not None and data.get("model") is not None and not _same_model(data["model"], model):
+        raise ValueError(f"{path}: a verify result of {data['model']}, not of {model} (verify this model, or give "
+                         "--threshold)")  # fmt: skip
     return check_threshold(float(np.mean(values)), str(path))
 
 
@@ -133,7 +149,7 @@ def why(model: str | Path | torch.nn.Module, image_a: str | Path, image_b: str |
         out.mkdir(parents=True, exist_ok=True)
     threshold = check_threshold(threshold)
     if threshold is None and verification is not None:
-        threshold = threshold_from(verification)
+        threshold = threshold_from(verification, model)
     loaded = load_model(model, device)
     size = loaded.input_size
     a = face_sample(image_a, size, crop, detector, landmarks, cut=model_cut(loaded.model))
@@ -225,7 +241,7 @@ def why_examples(model: str | Path, verify_dir: str | Path, out_dir: str | Path,
         return {}
     loaded = load_model(model)
     reference = reference_set(loaded, faces, dictionary=dictionary)
-    thr = threshold_from(Path(verify_dir) / "verification.json")
+    thr = threshold_from(Path(verify_dir) / "verification.json", model)
     done = {}
     for kind, (a, b, _) in pairs.items():
         folder = Path(out_dir) / kind.replace(" ", "_")
