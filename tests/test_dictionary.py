@@ -97,3 +97,23 @@ def test_landmarks_of_another_image_size_are_refused_not_scored(tmp_path):
         face_sample(tmp_path / "face.png", 112, "none")
     write_pts(tmp_path / "face.pts", s.landmarks * 10 + 4.5)  # the same points at the photo's size
     assert face_sample(tmp_path / "face.png", 112, "none").labels.any()
+
+
+def test_a_fifo_where_a_file_is_read_is_named_at_once_never_opened(tmp_path):
+    """Issue 26: a FIFO named like an image, a dictionary, a verification result or a pair file used to block."""
+    import os
+
+    from explainface.explanations.why_pipeline import threshold_from
+    from explainface.readers.images import load_image_rgb
+    from explainface.readers.pairs import read_pairs
+
+    for name, read in (("x.jpg", load_image_rgb), ("dict.json", read_dictionary), ("ver.json", threshold_from),
+                       ("pairs.txt", read_pairs)):  # fmt: skip
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        with pytest.raises(ValueError, match=f"{name}: a FIFO, not a"):
+            read(fifo)
+    with pytest.raises(FileNotFoundError, match="pair file not found"):
+        read_pairs(tmp_path / "missing.txt")
+    with pytest.raises(FileNotFoundError, match="channel dictionary not found"):
+        read_dictionary(tmp_path / "missing.json")

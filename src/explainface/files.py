@@ -55,3 +55,21 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """`path` when it is a regular file; `FileNotFoundError` when nothing is there, `ValueError` naming it when it
+    is something else (a FIFO or a device would block a read forever, a folder cannot be read as a file)."""
+    import stat
+
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {p}") from None
+    except (OSError, ValueError) as e:  # a name too long, an embedded NUL byte
+        raise ValueError(f"{os.fspath(p)!r}: cannot open ({e})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ValueError(f"{p}: {kind}, not a {what} (not read)")
+    return p

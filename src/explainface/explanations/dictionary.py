@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from explainface.files import regular_file
 from explainface.parts.labels import PART_NAMES
 
 
@@ -45,7 +46,7 @@ class ChannelDictionary:
 def read_dictionary(path: str | Path, frequency: bool = False) -> ChannelDictionary:
     """The channel dictionary of an `explainability.json` or a `channel_dictionary.json` list; ValueError naming
     the file and the problem for anything else (`frequency`: every entry must carry one, as figures need)."""
-    path = Path(path)
+    path = regular_file(path, "channel dictionary")  # missing, a FIFO, a folder: named, never opened
     try:
         data = json.loads(path.read_text())
     except OSError as e:
@@ -69,7 +70,7 @@ def read_dictionary(path: str | Path, frequency: bool = False) -> ChannelDiction
         seen.add(c)
         if "part" not in e or (e["part"] is not None and e["part"] not in parts):
             raise ValueError(f"{path}: channel {c}: part {e.get('part')!r} is not one of {', '.join(sorted(parts))}")
-        if frequency and not isinstance(e.get("frequency"), (int, float)):
+        if frequency and "frequency" not in e:  # (None for a channel that never fired)
             raise ValueError(f"{path}: channel entry {i} is not {{channel: int, part, frequency}}: {e!r:.80}")
     whole = seen == set(range(len(entries)))  # explain lists every channel of the layer it measured
     return ChannelDictionary(path, entries, layer if isinstance(layer, str) else None, len(entries) if whole else None)

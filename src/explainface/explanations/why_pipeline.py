@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from explainface.explanations.why import PARTS, WHY_METHODS, ReferenceMaps, explain_pair, summary_line
+from explainface.files import regular_file
 
 #: Reference faces drawn for the channel dictionary and the reference mean when none are given.
 REFERENCE_FACES = 200
@@ -38,7 +39,7 @@ def load_channel_parts(path: str | Path) -> dict[int, str | None]:
 def checked_hit_rates(path: str | Path) -> dict[str, float | None]:
     """Method -> its part-swap hit rate over the pairs the planting moved (else over all pairs) in a ground-truth
     run's groundtruth.json (`explanations.groundtruth`)."""
-    path = Path(path)
+    path = regular_file(path, "groundtruth.json")
     try:
         swap = json.loads(path.read_text())["part-swap"]
         out = {}
@@ -70,7 +71,7 @@ def _same_model(a: object, b: object) -> bool:
 def threshold_from(verification: str | Path, model: object = None) -> float:
     """The decision threshold of a `verify` result: the mean of its fold thresholds. It must be a result of the
     cosine (what `why` explains) and, given `model` (a path or a registered name), of the same model."""
-    path = Path(verification)
+    path = regular_file(verification, "verification.json")
     try:
         data = json.loads(path.read_text())
         thresholds = data["thresholds"]

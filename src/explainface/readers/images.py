@@ -275,6 +275,9 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _read_bytes(path: str | os.PathLike) -> np.ndarray:
+    from explainface.files import regular_file
+
+    regular_file(path, "image file")  # a FIFO named x.jpg would block the read forever
     try:
         return np.fromfile(os.fspath(path), np.uint8)
     except ValueError as e:  # a path numpy cannot open (an embedded NUL byte): the message would not name it

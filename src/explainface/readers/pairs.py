@@ -123,7 +123,9 @@ def read_pairs(path: str | os.PathLike, root: str | os.PathLike | None = None, p
     if suffix not in PAIR_FILE_SUFFIXES:
         raise ValueError(f"{path}: unknown pair file type {path.suffix!r}; expected one of {PAIR_FILE_SUFFIXES}")
     if not _is_file(path):
-        raise FileNotFoundError(f"pair file not found: {path}")
+        from explainface.files import regular_file
+
+        regular_file(path, "pair file")  # not found, or a FIFO / device: named, never opened
     root = Path(root) if root is not None else path.parent
     if suffix == ".txt":
         pairs = _read_lfw(path, root)
