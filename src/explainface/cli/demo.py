@@ -41,15 +41,12 @@ def add_demo_parser(subparsers) -> None:
 
 def _cmd_demo(args) -> int:
     if args.minutes is not None and args.minutes <= 0:
-        raise SystemExit("--minutes must be positive")
+        args.parser.error("--minutes must be positive")
     plan = DemoPlan.quick(seed=args.seed) if args.quick else DemoPlan(seed=args.seed)
     if args.minutes is not None:
         plan.minutes = args.minutes
     plan.method, plan.ecloss_options = args.method, list(args.ecloss)
-    try:
-        train_config(plan, ecloss=True, max_steps=10)
-    except ValueError as e:
-        raise SystemExit(f"explainface demo: {e}") from None
+    train_config(plan, ecloss=True, max_steps=10)  # a bad method or option: one error line before any work
     s = demo(args.out, plan, progress=not args.quiet)
     p = s["plan"]
     print(f"\nboth networks: {p['model']} width {p['width']:g} at {p['input_size']} px, "

@@ -16,14 +16,14 @@ from explainface.faces.detect import DETECTORS
 from explainface.parts.samples import SYNTHETIC
 
 
-def _named_paths(items: list[str], flag: str) -> dict[str, str]:
+def _named_paths(items: list[str], flag: str, parser: argparse.ArgumentParser) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise SystemExit(f"{flag} {item!r}: expected NAME=PATH, e.g. {flag} lfw=/data/lfw/pairs.txt")
+            parser.error(f"{flag} {item!r}: expected NAME=PATH, e.g. {flag} lfw=/data/lfw/pairs.txt")
         if name in out:
-            raise SystemExit(f"{flag}: evaluation set {name!r} given twice")
+            parser.error(f"{flag}: evaluation set {name!r} given twice")
         out[name] = path
     return out
 
@@ -72,19 +72,14 @@ def add_experiment_parser(subparsers) -> None:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    try:
-        return _run_cli(args)
-    except (ValueError, FileNotFoundError) as e:  # bad input: one line naming the problem, no traceback
-        raise SystemExit(f"explainface experiment: {e}") from None
-
-
-def _run_cli(args: argparse.Namespace) -> int:
+    """Bad input (ValueError, FileNotFoundError) goes to the command line's one error path (`errors.run_command`);
+    command-line mistakes are usage errors (exit 2)."""
     if args.minutes is not None and args.steps is not None:
-        raise SystemExit("give --minutes or --steps, not both")
+        args.parser.error("give --minutes or --steps, not both")
     kw = dict(
         methods=split_methods(args.methods), seeds=args.seeds, minutes=args.minutes, steps=args.steps,
         data=args.data, config=args.config, overrides=list(args.overrides),
-        pairs=_named_paths(args.pairs, "--pairs"), faces=_named_paths(args.faces, "--faces"),
+        pairs=_named_paths(args.pairs, "--pairs", args.parser), faces=_named_paths(args.faces, "--faces", args.parser),
         images=args.images, runs=args.runs, detector=args.detector,
     )  # fmt: skip
     if args.quick:

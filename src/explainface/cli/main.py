@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="<command>")
     for add in COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # a command-line mistake inside a command: args.parser.error (exit 2)
+        command.set_defaults(parser=command)
     return p
 
 

@@ -57,10 +57,10 @@ def add_why_parser(subparsers) -> None:
 def _cmd_why(args: argparse.Namespace) -> int:
     if args.pairs is None:
         if len(args.images) != 2:
-            raise SystemExit("explainface why: give two face images A B (or --pairs PAIRS for faithfulness)")
+            args.parser.error("give two face images A B (or --pairs PAIRS for faithfulness)")
         methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
         if methods and any(":" in m for m in methods):
-            raise SystemExit("explainface why: method options (NAME:key=value) are for --protocol runs")
+            args.parser.error("method options (NAME:key=value) are for --protocol runs")
         res = why(args.model, args.images[0], args.images[1], args.out, dictionary=args.dictionary, faces=args.faces,
                   threshold=args.threshold, verification=args.verification, crop=args.crop, detector=args.detector,
                   device=args.device, methods=methods, checked=args.checked)  # fmt: skip
@@ -68,7 +68,7 @@ def _cmd_why(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/why.json and {args.out}/why.png")
         return 0
     if args.images:
-        raise SystemExit("explainface why: give either two images or --pairs, not both")
+        args.parser.error("give either two images or --pairs, not both")
     if args.protocol is not None:
         return _protocols(args)
     from explainface.explanations.faithfulness import faithfulness
