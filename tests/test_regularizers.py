@@ -169,3 +169,32 @@ def test_start_as_a_fraction_of_the_run():
     cfg = config_from_dict({"regularizers": [{"name": "ecloss", "start": 0.6}, {"name": "ecloss"}]})
     assert cfg.regularizers[0]["start"] == 0.6 and "start" not in cfg.regularizers[1]
     assert start_step(0.6, 378) == 227 and start_step(40, 378) == 40
+
+
+@register_regularizer("test_nan_at")
+class NanAt(Regularizer):
+    """0 until step `at`, then NaN: a regulariser that diverges."""
+
+    def __init__(self, at: int = 3) -> None:
+        super().__init__()
+        self.at = at
+
+    def loss(self, ctx: StepContext) -> torch.Tensor:
+        value = ctx.embedding.sum() * 0
+        return value + float("nan") if ctx.step + 1 >= self.at else value
+
+
+def test_a_regulariser_that_returns_nan_stops_training_and_keeps_the_previous_steps_checkpoint(tmp_path):
+    """Issue 26: NaN at step k -> TrainingDiverged naming step k; the checkpoint on disk is step k-1's, finite."""
+    from explainface.errors import TrainingDiverged
+    from explainface.training.checkpoint import load_checkpoint
+    from explainface.training.trainer import Trainer
+
+    cfg = load_config(None, [*TINY, "optim.max_steps=8", "run.checkpoint_every=1",
+                             "regularizers=[{name: test_nan_at, beta: 1.0, at: 4}]"])  # fmt: skip
+    with pytest.raises(TrainingDiverged, match="training diverged at step 4: the loss is nan") as e:
+        Trainer(cfg, tmp_path / "run", progress=False).train()
+    assert e.value.step == 4 and e.value.checkpoint == str(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    tensors, state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert state["step"] == 3
+    assert all(bool(torch.isfinite(v).all()) for v in tensors.values() if v.is_floating_point())
