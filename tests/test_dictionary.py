@@ -117,3 +117,13 @@ def test_a_fifo_where_a_file_is_read_is_named_at_once_never_opened(tmp_path):
         read_pairs(tmp_path / "missing.txt")
     with pytest.raises(FileNotFoundError, match="channel dictionary not found"):
         read_dictionary(tmp_path / "missing.json")
+
+
+def test_a_one_pair_faithfulness_table_shows_no_standard_error():
+    from explainface.explanations.why_pipeline import faithfulness_table
+
+    one = {"mean": 0.1, "se": None, "n": 1, "same": {"mean": 0.1}, "different": {"mean": None}}
+    two = {"mean": 0.2, "se": 0.05, "n": 2, "same": {"mean": 0.2}, "different": {"mean": None}}
+    text = faithfulness_table({"pairs": {"used": 1}, "scores": {"channels": {"channels": one, "random": two}}})
+    assert "channels 0.1000;" in text
+    assert "+- 0.0000" not in text and "random 0.2000 +- 0.0500" in text

@@ -32,3 +32,21 @@ def test_the_readme_notebook_example_runs_and_returns_its_results(tmp_path):
     assert (runs / "notebook" / "checkpoints" / "last.safetensors").is_file()
     assert (runs / "explain" / "explainability.json").is_file()  # explain was given out_dir ...
     assert not list(tmp_path.rglob("verification.json"))  # ... verify was not: it wrote nothing
+
+
+def test_the_package_docstrings_example_names_files_keys_and_functions_that_exist():
+    """Issue 26: the example in `explainface.__doc__` once named configs/ecloss.yaml and optim.steps."""
+    import inspect
+
+    import explainface as ef
+    from explainface.training.config import load_config
+
+    doc = ef.__doc__
+    config, overrides = re.search(r'ef\.train\("([^"]+)", "[^"]+", overrides=\[([^\]]*)\]\)', doc).groups()
+    assert (ROOT / config).is_file(), config
+    load_config(ROOT / config, re.findall(r'"([^"]+)"', overrides))  # unknown keys would raise
+    for name in re.findall(r"ef\.(\w+)\(", doc):
+        assert callable(getattr(ef, name)), name
+    params = inspect.signature(ef.export_synthetic).parameters
+    for kw in re.findall(r"ef\.export_synthetic\(([^)]*)\)", doc)[0].split(",")[1:]:
+        assert kw.split("=")[0].strip() in params, kw

@@ -6,9 +6,12 @@ here, imported on first use (so `import explainface` stays light)::
     import explainface as ef
 
     net = ef.create_model("vgg16_bn", width=0.25)
-    summary = ef.train("configs/ecloss.yaml", "runs/ecloss", overrides=["optim.steps=200"])
-    scores = ef.verify(summary["checkpoint"], "faces/heldout/pairs.txt")        # results returned ...
+    summary = ef.train("configs/cpu/vgg16_bn_ecloss.yaml", "runs/ecloss", overrides=["optim.max_steps=200"])
+    faces = ef.export_synthetic("runs/faces", identities=0, per_identity=4, heldout_identities=20)
+    scores = ef.verify(summary["checkpoint"], faces["pairs_path"])              # results returned ...
     metrics = ef.explain(summary["checkpoint"], "synthetic", out_dir="runs/ex")  # ... and written given out_dir
+
+(The README's notebook example is the same, at a size that runs in seconds, and is tested.)
 
 Every pipeline function takes the model as a checkpoint path or an `nn.Module`, the faces as `faces` (a folder,
 "synthetic", or image paths), and returns its results; given `out_dir` it also writes them there.

@@ -264,7 +264,8 @@ def faithfulness_table(res: dict) -> str:
             if v.get("mean") is None:
                 continue
             p = (v.get("vs_random") or {}).get("p_value")
-            cells.append(f"{order} {v['mean']:.4f} +- {v['se'] or 0:.4f}" + (f" (vs random p={p:.3g})" if p else ""))
+            se = f" +- {v['se']:.4f}" if v.get("se") is not None else ""  # one pair: no standard error
+            cells.append(f"{order} {v['mean']:.4f}{se}" + (f" (vs random p={p:.3g})" if p else ""))
         lines.append(f"  removing by {mode}: " + "; ".join(cells))
         for subset in ("same", "different"):
             sub = [f"{o} {v[subset]['mean']:.4f}" for o, v in orders.items() if (v.get(subset) or {}).get("mean")
