@@ -196,6 +196,9 @@ def test_tables_mark_the_better_value_only_where_the_paired_difference_is_signif
     assert not any(c.better for _, cells in build_tables(_results(diff_p=0.2))[0].rows for c in cells)
     md = tables_markdown(_results(diff_p=0.01))
     assert "| ecloss (n=3) | **0.1600 \u00b1 0.0010** |" in md and "Table 2: Part explainability" in md
+    other = _results(diff_p=0.01)
+    other["plan"]["model"] = "dlib_resnet"  # a network the paper has no row for: no "paper None" column
+    assert build_tables(other)[0].columns == ["method", "helen", "helen: \u0394 vs softmax"]
 
 
 # --- end to end ---------------------------------------------------------------------------------------------------

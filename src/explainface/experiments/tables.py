@@ -176,6 +176,7 @@ def build_tables(results: dict) -> list[Table]:
         if not measured:
             continue
         papers = [d for d in (paper_dataset(s, spec.key) for s in measured) if d] if spec.key in PAPER else []
+        papers = papers if network is not None else []  # a network the paper has no row for: no "paper" columns
         scale = not papers and spec.key in PAPER and network is not None
         if scale:
             papers = [SCALE_DATASET[spec.key]]
