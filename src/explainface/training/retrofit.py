@@ -37,7 +37,7 @@ from explainface.training.config import TrainConfig, load_config, parse_override
 #: The retrofit's defaults (docs/decisions.md "The retrofit" has the measurements behind them).
 RETROFIT_DEFAULTS: dict[str, Any] = {
     "beta": 1.0,  # ECLoss-fit's weight (constant)
-    "preserve": 10.0,  # the preservation term's weight
+    "preserve": 30.0,  # the preservation term's weight: chosen on HELEN's training faces (docs/decisions.md)
     "lr": 0.003,
     "steps": 1000,
     "warmup": 50,  # at most; and at most 5% of the steps
