@@ -431,7 +431,7 @@ def groundtruth_figure(result: dict, out_png: str | Path) -> Path:
             ax.bar(np.arange(len(names)) + 0.4 * j, [100 * (v["mean"] or 0) for v in vals], 0.4,
                    yerr=[100 * (v["se"] or 0) for v in vals], label=f"{which} pairs")  # fmt: skip
         ax.axhline(100 / len(PARTS), ls="--", c="grey", label="chance (1/7)")
-        ax.set_xticks(np.arange(len(names)) + 0.2, names, rotation=30)
+        ax.set_xticks(np.arange(len(names)) + 0.2, names, rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("planted part ranked first, %")
         ax.set_title("part swap")
         ax.legend(fontsize=8)
