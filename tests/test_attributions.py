@@ -246,7 +246,7 @@ def test_the_random_baseline_ranks_a_given_part_first_at_chance_level(context, l
     """Over many pairs, a fixed part comes first about 1 / (parts shown) of the time."""
     shown = [p for p in PARTS if bool((labels == PART_NAMES.index(p)).any())]
     x = _pair(8)
-    firsts = [attribute("random", context, x, labels, index=i).ranked()[0] for i in range(1400)]
+    firsts = [attribute("random", context, x, labels, index=i).ranked()[0] for i in range(700)]
     rate = np.mean([f == shown[0] for f in firsts])
-    se = np.sqrt((1 / len(shown)) * (1 - 1 / len(shown)) / 1400)
+    se = np.sqrt((1 / len(shown)) * (1 - 1 / len(shown)) / 700)
     assert abs(rate - 1 / len(shown)) < 4 * se
