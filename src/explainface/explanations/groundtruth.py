@@ -114,7 +114,8 @@ def part_map(attribution: Attribution, labels: np.ndarray) -> np.ndarray:
 #: A method as the protocols run it: its label (the spec as given, e.g. "channels:baseline=mean") -> (registered
 #: name, options).
 Methods = dict[str, tuple[str, dict[str, Any]]]
-#: Options the protocols give methods unless the user does: CorrRISE with 64 masks (128 in `why`), for speed.
+#: Options the protocols give methods unless the user does (none beyond the methods' defaults today: CorrRISE's
+#: 64 masks keep `why` under 5 s a pair on the CPU default network, benchmarks/attribution_speed.py).
 PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {"rise": {"masks": 64}}
 
 
