@@ -16,12 +16,11 @@ Run it alone: the two cores are shared by everything else.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _results import machine, write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _results import best_seconds, machine, write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from explainface.explanations.attributions import PairContext, attribute, attribution_names
 from explainface.explanations.attributions.base import ReferenceMaps, pair_cosine
@@ -43,15 +42,6 @@ NETWORKS = {
     "vgg16_bn w0.25 @112 (CPU default)": lambda: create_model("vgg16_bn", width=0.25, input_size=112),
     "dlib_resnet @150": lambda: create_model("dlib_resnet"),
 }
-
-
-def best_seconds(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def faces(size: int, n: int = 4) -> list[Face]:

@@ -16,27 +16,17 @@ Best of `--repeats` runs each. Run it alone: the two cores are shared by everyth
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _results import machine, write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _results import best_seconds, machine, write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from explainface.inputs import to_tensor
 from explainface.models import create_model
 from explainface.synthetic import SyntheticFaces
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def best_seconds(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def inference(n: int, repeats: int) -> dict:
