@@ -35,6 +35,7 @@ from explainface.explanations.groundtruth import (
 from explainface.explanations.why import WHY_METHODS
 from explainface.inputs import to_tensor
 from explainface.models import create_model
+from explainface.models.modes import for_inference
 from explainface.synthetic import SyntheticFaces
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def faces(size: int, n: int = 4) -> list[Face]:
 
 
 def measure(name: str, make, repeats: int) -> dict:
-    model = make().eval()
+    model = for_inference(make())  # as the pipelines run it (models.modes.for_inference)
     size = model.input_size if hasattr(model, "input_size") else 112
     size = 150 if "dlib" in name else size
     fs = faces(size)

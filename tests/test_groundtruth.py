@@ -94,6 +94,36 @@ def test_the_protocols_run_end_to_end_reproducibly_and_write_strict_json(pairs_f
         ground_truth(net, pairs_file, protocols=["inpainting"], progress=False)
 
 
+def test_a_killed_run_continues_from_its_record_log_and_a_changed_command_is_refused(pairs_file, tmp_path):
+    """The finished pairs are logged one line each; a run cut mid-line resumes to the uninterrupted result, and the
+    same folder with other settings is one clear error."""
+    from explainface.explanations.groundtruth import RECORDS
+    from explainface.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("vgg13", width=0.125, input_size=56, embedding_dim=32).eval()
+    kw = dict(methods=["occlusion", "gradient", "random"], limit=5, progress=False, faces=str(pairs_file.parent))
+    whole = ground_truth(net, pairs_file, tmp_path / "a", **kw)
+    log = tmp_path / "a" / RECORDS
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1 + 5 and json.loads(lines[0])["settings"]["limit"] == 5
+    log.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])  # two pairs done, a third cut
+    calls = []
+    import explainface.explanations.groundtruth as gt
+
+    real = gt.swap_record
+    gt.swap_record = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        resumed = ground_truth(net, pairs_file, tmp_path / "a", **kw)
+    finally:
+        gt.swap_record = real
+    assert len(calls) == 3  # only the three unfinished pairs were run again
+    assert resumed["per_pair"] == whole["per_pair"]
+    assert len(log.read_text().splitlines()) == 1 + 5
+    with pytest.raises(ValueError, match=r"other settings \(limit, seed"):
+        ground_truth(net, pairs_file, tmp_path / "a", **{**kw, "limit": 4}, seed=1)
+
+
 def test_a_face_carries_its_landmarks_into_the_crop(pairs_file):
     """PartSample.landmarks are the landmark file's points in the crop's pixels (here a 56 -> 112 resize)."""
     from explainface.parts.samples import face_sample

@@ -194,3 +194,32 @@ def test_describe_model_reports_params_target_and_shapes() -> None:
         "target_shape": (128, 14, 14),
         "embedding_dim": 512,
     }
+
+
+def test_the_inference_copy_folds_batchnorm_exactly_and_leaves_the_given_network_alone():
+    """for_inference: BatchNorm folded into the convolutions (checked in float64 against the eval-mode network with
+    trained-looking statistics), channels-last, target layer still found, and the original module untouched."""
+    import torch
+    from torch import nn
+
+    from explainface.models import create_model
+    from explainface.models.modes import for_inference
+
+    torch.manual_seed(0)
+    net = create_model("vgg16_bn", width=0.125, input_size=56, embedding_dim=16).double()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):  # statistics and affine terms far from the identity
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.2, 3), m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    net.train()
+    x = torch.randn(3, 3, 56, 56, dtype=torch.float64)
+    fast = for_inference(net)
+    assert net.training and any(isinstance(m, nn.BatchNorm2d) for m in net.modules())  # the given one untouched
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert dict(fast.named_modules()).keys() == dict(net.named_modules()).keys()  # layer names kept
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(fast.forward_features(x), net.forward_features(x), rtol=1e-10, atol=1e-10)
+    conv = next(m for m in fast.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)

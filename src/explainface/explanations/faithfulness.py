@@ -45,6 +45,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ from explainface.explanations.why import (
     part_channel_sets,
     part_masks_of,
 )
-from explainface.models.modes import eval_mode
+from explainface.models.modes import eval_mode, for_inference
 
 MODES: tuple[str, ...] = ("channels", "occlusion")
 #: The attribution methods whose part orders are measured (registry names; CorrRISE is left to the protocols, for
@@ -416,6 +417,7 @@ def faithfulness(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded = replace(loaded, model=for_inference(loaded.model))
     model, size = loaded.model, loaded.input_size
     param = next(model.parameters())
     plist = pairs if isinstance(pairs, PairList) else read_pairs(pairs, root=root)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import torch
 
 from explainface.explanations.attributions import PARTS, Attribution, PairContext, attribute
 from explainface.explanations.attributions.base import face_embedding
+from explainface.models.modes import for_inference
 from explainface.parts.labels import PART_NAMES
 
 PROTOCOLS = ("part-swap", "patch")
@@ -138,7 +139,7 @@ def swap_record(ctx: PairContext, methods: Methods, pair: PlantedPair, index: in
 
 
 @torch.no_grad()
-def _embed_all(model, x: torch.Tensor, other: torch.Tensor, batch: int = 64) -> np.ndarray:
+def _embed_all(model, x: torch.Tensor, other: torch.Tensor, batch: int = 16) -> np.ndarray:
     return torch.cat([face_embedding(model, c) @ other for c in x.split(batch)]).double().cpu().numpy()
 
 
@@ -171,9 +172,14 @@ def patch_record(ctx: PairContext, methods: Methods, pair: PlantedPair, index: i
     # same curve: each distinct sequence is scored once
     keys = {k: pixel_ranks(o).tobytes() for k, o in orders.items()}
     distinct = {key: orders[k] for k, key in reversed(list(keys.items()))}
-    batch = torch.cat([restored_images(pair.images[0], original, o) for o in distinct.values()])
-    scores = _embed_all(model, batch, eb).reshape(len(distinct), len(FRACTIONS))
-    curve = {key: row.tolist() for key, row in zip(distinct, scores)}
+    # restoring no pixel leaves the planted pair, whose cosine is known: only the other fractions are scored
+    fresh = FRACTIONS[FRACTIONS > 0]
+    batch = torch.cat([restored_images(pair.images[0], original, o, fresh) for o in distinct.values()])
+    scores = _embed_all(model, batch, eb).reshape(len(distinct), len(fresh))
+    curve = {key: [pair.cos_after if f == 0 else None for f in FRACTIONS] for key in distinct}
+    for key, row in zip(distinct, scores):
+        it = iter(row.tolist())
+        curve[key] = [v if v is not None else next(it) for v in curve[key]]
     return {"same": pair.same, "cos_before": pair.cos_before, "cos_after": pair.cos_after,
             "planted_fraction": float(pair.mask.mean()), "curves": {k: curve[keys[k]] for k in orders}}  # fmt: skip
 
@@ -295,6 +301,7 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
     for name, _ in specs.values():
         get_attribution(name)  # an unknown name fails here, before any work
     loaded = load_model(model, device)
+    loaded = replace(loaded, model=for_inference(loaded.model))
     ref, channel_parts, source = reference_set(loaded, faces, dictionary=dictionary)
     ctx = PairContext(loaded.model, channel_parts=channel_parts, reference=ref, seed=seed, layer=loaded.layer,
                       options={**PROTOCOL_OPTIONS, **(options or {})})  # fmt: skip
@@ -315,19 +322,29 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
         raise ValueError(f"{pairs}: fewer than 2 usable pairs ({len(skipped_faces)} faces skipped)")
     if threshold is None:  # the EER threshold of the unplanted pairs (xSSAB's choice)
         threshold = _eer_threshold(loaded.model, usable, param)
+    settings = {"model": str(model) if isinstance(model, (str, Path)) else loaded.label, "pairs": str(pairs),
+                "seed": seed, "limit": limit, "protocols": list(protocols), "methods": list(runnable),
+                "threshold": threshold, "options": ctx.options, "channel_parts_from": source}  # fmt: skip
+    log = RecordLog(Path(out_dir) / RECORDS if out_dir is not None else None, json_safe(settings))
     records: dict[str, list] = {p: [] for p in protocols}
     for k, fa, fb, same in tqdm(usable, desc="ground truth", unit="pair", disable=not progress):
-        rng = np.random.default_rng([seed, k])
-        third = _third(usable, fa.identity, fb.identity, rng)
-        donor = third if same else fb
-        if "part-swap" in protocols:
-            shown = [p for p in PARTS if (fa.labels == PART_NAMES.index(p)).any()]
-            part = shown[int(rng.integers(len(shown)))]
-            pair = swap_pair(loaded.model, fa, fb, donor, same, part, param)
-            records["part-swap"].append({"pair": k, **swap_record(ctx, runnable, pair, k)})
-        if "patch" in protocols:
-            pair = patch_pair(loaded.model, fa, fb, donor, same, [seed, k, 1], param)
-            records["patch"].append({"pair": k, **patch_record(ctx, runnable, pair, k, threshold, seed)})
+        done = log.done.get(k)
+        if done is None:
+            rng = np.random.default_rng([seed, k])
+            third = _third(usable, fa.identity, fb.identity, rng)
+            donor = third if same else fb
+            done = {}
+            if "part-swap" in protocols:
+                shown = [p for p in PARTS if (fa.labels == PART_NAMES.index(p)).any()]
+                part = shown[int(rng.integers(len(shown)))]
+                pair = swap_pair(loaded.model, fa, fb, donor, same, part, param)
+                done["part-swap"] = {"pair": k, **swap_record(ctx, runnable, pair, k)}
+            if "patch" in protocols:
+                pair = patch_pair(loaded.model, fa, fb, donor, same, [seed, k, 1], param)
+                done["patch"] = {"pair": k, **patch_record(ctx, runnable, pair, k, threshold, seed)}
+            log.add(k, json_safe(done))
+        for p in protocols:
+            records[p].append(done[p])
     result = {
         "model": model_name(model), "model_label": loaded.label, "layer": loaded.layer, "pairs_file": str(pairs),
         "seed": seed, "limit": limit, "threshold": threshold, "methods": list(runnable),
@@ -344,6 +361,58 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
         atomic_write_json(out / "groundtruth.json", json_safe(result))
         groundtruth_figure(result, out / "groundtruth.png")
     return result
+
+
+#: Each finished pair's records, one JSON line each after a first line of the run's settings: a killed run given
+#: the same command continues from it.
+RECORDS = "groundtruth.records.jsonl"
+
+
+class RecordLog:
+    """The finished pairs of a run, appended (flushed and synced) one JSON line per pair to `path`, after a first
+    line with the run's `settings`. An existing log with the same settings is continued (a last line cut short by
+    a kill is dropped); one with other settings is an error that says which differ. No path: nothing is kept."""
+
+    def __init__(self, path: Path | None, settings: dict):
+        import json
+
+        self.path, self.done = path, {}
+        if path is None:
+            return
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if lines:
+            try:
+                head = json.loads(lines[0])["settings"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{path}: not a ground-truth record log (delete it or use another --out)") from None
+            if head != settings:
+                diff = sorted(k for k in {*head, *settings} if head.get(k) != settings.get(k))
+                raise ValueError(f"{path}: holds the pairs of a run with other settings ({', '.join(diff)}); "
+                                 "re-run the same command, or use another --out")  # fmt: skip
+            for line in lines[1:]:
+                try:
+                    rec = json.loads(line)
+                    self.done[int(rec["pair"])] = rec["records"]
+                except (ValueError, KeyError, TypeError):
+                    break  # a line cut short by a kill: that pair is redone
+            keep = 1 + len(self.done)
+            if keep < len(lines):  # drop what follows a cut line, so that appends stay parseable
+                path.write_text("".join(line + "\n" for line in lines[:keep]))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"settings": settings}) + "\n")
+
+    def add(self, pair: int, records: dict) -> None:
+        import json
+        import os
+
+        self.done[pair] = records
+        if self.path is None:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"pair": pair, "records": records}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def _third(usable, id_a: str, id_b: str, rng: np.random.Generator) -> Face:

@@ -16,6 +16,7 @@ over the same faces. The threshold is `--threshold`, or the mean of the ten fold
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 
 from explainface.explanations.why import PARTS, WHY_METHODS, ReferenceMaps, explain_pair, summary_line
 from explainface.files import regular_file
+from explainface.models.modes import for_inference
 
 #: Reference faces drawn for the channel dictionary and the reference mean when none are given.
 REFERENCE_FACES = 200
@@ -152,6 +154,7 @@ def why(model: str | Path | torch.nn.Module, image_a: str | Path, image_b: str |
     if threshold is None and verification is not None:
         threshold = threshold_from(verification, model)
     loaded = load_model(model, device)
+    loaded = replace(loaded, model=for_inference(loaded.model))
     size = loaded.input_size
     a = face_sample(image_a, size, crop, detector, landmarks, cut=model_cut(loaded.model))
     b = face_sample(image_b, size, crop, detector, landmarks, cut=model_cut(loaded.model))
@@ -241,6 +244,7 @@ def why_examples(model: str | Path, verify_dir: str | Path, out_dir: str | Path,
     if not pairs:
         return {}
     loaded = load_model(model)
+    loaded = replace(loaded, model=for_inference(loaded.model))
     reference = reference_set(loaded, faces, dictionary=dictionary)
     thr = threshold_from(Path(verify_dir) / "verification.json", model)
     done = {}

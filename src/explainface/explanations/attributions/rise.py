@@ -51,7 +51,7 @@ def face_map(model, x: torch.Tensor, other: torch.Tensor, masks: torch.Tensor, b
 @register_attribution("rise", "CorrRISE: correlation over random smooth masks between a pixel being kept and the "
                       "cosine (seeded per pair)", pixel_map=True)  # fmt: skip
 def rise(ctx: PairContext, images, labels, index: int, masks: int = 64, grid: int = 7, keep: float = 0.5,
-         batch: int = 64, pool: str = "mean", faces: int = 2):  # fmt: skip
+         batch: int = 16, pool: str = "mean", faces: int = 2):  # fmt: skip
     """`faces` 1: A's map only (B's left 0, half the cost), for a protocol that reads A's map alone. 64 masks by
     default: the method's cost is (masks x 2 faces x 2 views) forward passes, most of `why`'s time."""
     if faces not in (1, 2):
