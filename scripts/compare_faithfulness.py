@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from explainface.experiments.stats import paired_test
+from explainface.stats import paired_test
 
 
 def _value(x) -> float:

@@ -163,7 +163,7 @@ def test_chips_are_dlibs_pixel_for_pixel_on_real_faces(subset, pattern):
 
     from explainface.faces.chip import SHAPE_PREDICTOR_5_FILE
     from explainface.faces.detect import face_recognition_model_path
-    from explainface.parts.masks import SHAPE_PREDICTOR_FILE
+    from explainface.faces.landmarks import SHAPE_PREDICTOR_FILE
     from explainface.readers.images import load_image_rgb
 
     files = _real_faces(real_data(subset), pattern, 6)
@@ -216,7 +216,8 @@ def _mean_iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_part_masks_from_landmarks_carried_into_helen_chips_agree_with_dlibs_on_the_chip():
     from explainface.faces.chip import chip_face
     from explainface.faces.detect import create_detector
-    from explainface.parts.masks import part_label_map, predict_landmarks68
+    from explainface.faces.landmarks import predict_landmarks68
+    from explainface.parts.masks import part_label_map
     from explainface.parts.samples import face_sample
     from explainface.readers.images import load_image_rgb
     from explainface.readers.landmarks import read_landmarks

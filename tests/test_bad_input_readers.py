@@ -265,7 +265,7 @@ def test_coco_nested_too_deeply_is_named(tmp_path):
 
 def test_landmark_far_outside_the_image_but_finite_is_read(tmp_path):
     """1e9 is a number: the reader keeps it (it is what the file says); the consumers judge it against the image
-    (`part_masks.check_landmarks_in_image`, and the folder dataset below)."""
+    (`readers.landmarks.check_landmarks_in_image`, and the folder dataset below)."""
     path = tmp_path / "face.pts"
     path.write_text("\n".join(_rows(68, 0, "1e9", 1)) + "\n")
     assert read_pts(path)[0, 0] == np.float32(1e9 - 1)

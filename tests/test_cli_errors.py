@@ -11,9 +11,9 @@ import pytest
 
 from explainface import cli
 from explainface.errors import InputError, TrainingInterrupted, run_command
-from explainface.parts.masks import check_landmarks_in_image, face_parts_for_crop, part_label_map
+from explainface.parts.masks import face_parts_for_crop, part_label_map
 from explainface.parts.sheet import find_images, part_contact_sheet
-from explainface.readers.landmarks import read_pts, write_pts
+from explainface.readers.landmarks import check_landmarks_in_image, read_pts, write_pts
 from explainface.synthetic import SyntheticFaces
 from explainface.synthetic.export import export_synthetic
 

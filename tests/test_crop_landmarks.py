@@ -10,7 +10,7 @@ import pytest
 from explainface.faces.crop import crop_folder, read_crop_index
 from explainface.faces.crop_landmarks import landmark_crops
 from explainface.faces.detect import Box
-from explainface.parts.masks import crop_landmarks
+from explainface.faces.landmarks import crop_landmarks
 from explainface.readers.landmarks import read_pts
 
 
@@ -28,7 +28,7 @@ class BoxFromLandmarks:
 
 
 def test_face_crops_get_their_landmarks_in_crop_pixels_and_the_dataset_reads_them(tmp_path, monkeypatch):
-    from explainface.parts import masks as part_masks
+    from explainface.faces import landmarks as face_landmarks
     from explainface.readers.folders import IdentityFolderDataset
     from explainface.readers.images import load_image_rgb
     from explainface.synthetic.export import export_synthetic
@@ -54,7 +54,7 @@ def test_face_crops_get_their_landmarks_in_crop_pixels_and_the_dataset_reads_the
         match = [lm for rel, lm in truth.items() if np.array_equal(load_image_rgb(src / rel), image)]
         return match[0]
 
-    monkeypatch.setattr(part_masks, "predict_landmarks68", fake_predictor)
+    monkeypatch.setattr(face_landmarks, "predict_landmarks68", fake_predictor)
     counts = landmark_crops(tmp_path / "crops", progress=False)
     assert (counts["written"], counts["no_face"], counts["failed"]) == (len(images) - 1, 1, 0)
     assert all(b is not None for b in calls)  # the predictor ran inside the detector's box

@@ -290,7 +290,7 @@ needs_chromium = pytest.mark.skipif(
 
 @needs_chromium
 def test_chromium_renders_the_experiment_page_with_every_section_and_image(finished, tmp_path):
-    from explainface.report.experiment_html import EXPERIMENT_SECTIONS
+    from explainface.experiments.page import EXPERIMENT_SECTIONS
     from test_report_html import Page
 
     page = Page(render(finished / "experiment.html", tmp_path / "shot.png", timeout=90))

@@ -207,8 +207,8 @@ def _bilinear(grid: np.ndarray, size: int) -> np.ndarray:
 def test_the_xcos_attribution_is_its_patch_cosine_times_attention_map_over_each_part(net, pair):
     from explainface.evaluate.scoring import create_scorer
     from explainface.explanations.attributions import PairContext, attribute
+    from explainface.models.base import LoadedModel
     from explainface.models.xcos import XCosHead
-    from explainface.training.checkpoint import LoadedModel
 
     images, labels = pair
     torch.manual_seed(1)

@@ -67,6 +67,29 @@ def test_swap_summary_counts_hits_and_keeps_only_pairs_moved_towards_the_planted
     assert s["methods"]["b"]["all"]["rank"]["mean"] == 2.0
 
 
+def test_two_networks_are_compared_paired_over_the_pairs_both_scored():
+    """compare_runs: only pairs present in both runs with the same planted part; the McNemar p is the exact binomial
+    test of the discordant pairs; 'moved' keeps the pairs that moved in both networks."""
+    from scipy.stats import binomtest
+
+    from explainface.explanations.groundtruth import compare_runs
+
+    def run(hits, after):
+        recs = [{"pair": k, "same": False, "part": "eyes", "cos_before": 0.0, "cos_after": a,
+                 "methods": {"m": {"hit": h, "rank": 1.0 if h else 2.0}}} for k, (h, a) in enumerate(zip(hits, after))]
+        return {"methods": ["m"], "per_pair": {"part-swap": recs}}  # fmt: skip
+
+    a = run([True] * 9 + [False, True], [0.1] * 11)
+    b = run([False] * 9 + [False, False], [0.1] * 5 + [0.0] * 6)
+    b["per_pair"]["part-swap"][10]["part"] = "nose"  # another planting: not comparable
+    c = compare_runs(a, b)
+    assert c["pairs"] == 10 and c["pairs_moved_in_both"] == 5
+    m = c["methods"]["m"]
+    assert m["all"]["hit_rate_a"]["mean"] == pytest.approx(0.9) and m["all"]["hit_rate_b"]["mean"] == 0.0
+    assert m["all"]["p"] == pytest.approx(binomtest(9, 9, 0.5).pvalue)
+    assert m["moved"]["hit_rate_a"]["n"] == 5 and m["moved"]["p"] == pytest.approx(binomtest(5, 5, 0.5).pvalue)
+
+
 def test_the_protocols_run_end_to_end_reproducibly_and_write_strict_json(pairs_file, tmp_path):
     from explainface.models import create_model
 

@@ -13,20 +13,19 @@ import pytest
 from explainface import cli
 from explainface.faces import detect
 from explainface.faces.crop import crop_square
+from explainface.faces.landmarks import crop_landmarks, predict_landmarks68
 from explainface.parts import masks as pm
 from explainface.parts.labels import PART_INDEX, PART_NAMES
 from explainface.parts.masks import (
     SPLIT_PART_INDEX,
     SPLIT_PART_NAMES,
     crop_label_map,
-    crop_landmarks,
     face_parts_for_crop,
     merge_left_right,
     paint_parts,
     parsing_to_parts,
     part_label_map,
     part_masks,
-    predict_landmarks68,
 )
 from explainface.parts.sheet import find_images, part_contact_sheet
 from explainface.readers.landmarks import read_pts, write_pts

@@ -1,4 +1,4 @@
-"""Part swaps (`explainface.faces.part_swap`): one face part of A replaced by a donor's, the planted reason of a pair
+"""Part swaps (`explainface.parts.swap`): one face part of A replaced by a donor's, the planted reason of a pair
 explanation's ground truth: where it changes A, that the warp puts the donor's part where A's is, the colour match,
 the blend weight's region, bad inputs."""
 
@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from explainface.faces.part_swap import (
+from explainface.parts.labels import PART_INDEX, PART_NAMES
+from explainface.parts.masks import face_frame, part_label_map
+from explainface.parts.swap import (
     FEATHER,
     PART_LANDMARKS,
     SWAP_PARTS,
@@ -21,8 +23,6 @@ from explainface.faces.part_swap import (
     planted_fraction,
     swap_part,
 )
-from explainface.parts.labels import PART_INDEX, PART_NAMES
-from explainface.parts.masks import face_frame, part_label_map
 from explainface.synthetic import SyntheticFaces
 
 SIZE = 128

@@ -80,7 +80,7 @@ def test_peak_cells_returns_the_first_maximum_in_raster_order():
 
 
 def test_mean_face_and_figure(tmp_path):
-    from explainface.explanations.figures import average_peak_figure
+    from explainface.evaluate.peak_locations import average_peak_figure
 
     acc = PeakLocations(32)
     images = np.stack([np.full((32, 32, 3), 10, np.uint8), np.full((32, 32, 3), 30, np.uint8)])

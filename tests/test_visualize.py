@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from explainface import tiles
 from explainface.cli.visualize import add_visualize_parser, parse_channels
 from explainface.explanations import figures
 from explainface.explanations.overlay import top_overlay
@@ -50,7 +51,7 @@ def read_png(path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def tile(png: np.ndarray, grid: figures.TileGrid, r: int, c: int, size: int = SIZE) -> np.ndarray:
+def tile(png: np.ndarray, grid: tiles.TileGrid, r: int, c: int, size: int = SIZE) -> np.ndarray:
     """Tile (r, c) of a figure resized to the face size."""
     x0, y0, x1, y1 = grid.box_px(r, c)
     return cv2.resize(png[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
@@ -66,9 +67,9 @@ def is_blank(region: np.ndarray) -> bool:
     return bool((region >= 250).all())
 
 
-def pitch_px(grid: figures.TileGrid) -> tuple[int, int]:
+def pitch_px(grid: tiles.TileGrid) -> tuple[int, int]:
     """Pixels one more column / one more row adds to a figure."""
-    return round((grid.tile + grid.hgap) * figures.DPI), round((grid.tile + grid.vgap) * figures.DPI)
+    return round((grid.tile + grid.hgap) * tiles.DPI), round((grid.tile + grid.vgap) * tiles.DPI)
 
 
 def test_gallery_grows_by_one_tile_per_person_and_per_channel(tmp_path, model, people):
@@ -166,7 +167,7 @@ def test_channel_dictionary_figure_fills_the_rows_of_parts_with_channels_only(tm
         )  # fmt: skip
     )
     grid = figures.dictionary_grid(3)
-    assert png.shape[:2] == (round(grid.size[1] * figures.DPI), round(grid.size[0] * figures.DPI))
+    assert png.shape[:2] == (round(grid.size[1] * tiles.DPI), round(grid.size[0] * tiles.DPI))
     parts = list(PART_NAMES[1:])
     filled = {(parts.index("eyes"), 0), (parts.index("eyes"), 1), (parts.index("nose"), 0)}
     for r in range(len(parts)):
@@ -213,7 +214,7 @@ def test_visualize_writes_every_figure_for_synthetic_faces(tmp_path, model):
         assert path.parent == tmp_path / "out" and not is_blank(read_png(path))
     gallery = read_png(written["gallery"])
     grid = figures.channel_gallery_grid(DEFAULT_CHANNELS, 3)
-    assert gallery.shape[:2] == (round(grid.size[1] * figures.DPI), round(grid.size[0] * figures.DPI))
+    assert gallery.shape[:2] == (round(grid.size[1] * tiles.DPI), round(grid.size[0] * tiles.DPI))
 
 
 def test_visualize_skips_gradcam_for_a_single_face(tmp_path, model, people):
@@ -308,7 +309,7 @@ def test_visualize_command_on_a_checkpoint_prints_the_files_it_wrote(tmp_path, c
         assert str(out / name) in printed and (out / name).is_file()
     gallery = read_png(out / "gallery.png")
     grid = figures.channel_gallery_grid(3, 2)
-    assert gallery.shape[:2] == (round(grid.size[1] * figures.DPI), round(grid.size[0] * figures.DPI))
+    assert gallery.shape[:2] == (round(grid.size[1] * tiles.DPI), round(grid.size[0] * tiles.DPI))
 
 
 def test_a_pair_index_beyond_the_faces_is_an_error(tmp_path, model, people):

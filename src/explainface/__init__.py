@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from explainface.version import __version__
 
 #: name -> module that defines it.
 _EXPORTS = {

@@ -112,7 +112,7 @@ def explain(
 
 def write_peak_locations(peaks, channel_parts: dict, out: Path, label: str) -> dict:
     """peak_locations.json and average_peaks.png of a `PeakLocations` accumulator; returns its report."""
-    from explainface.explanations.figures import average_peak_figure
+    from explainface.evaluate.peak_locations import average_peak_figure
 
     where = peaks.report()
     (out / "peak_locations.json").write_text(json.dumps(json_safe(where), indent=2))

@@ -6,13 +6,19 @@ pixels (cell (i, j) of an h x w map of an S-pixel input is centred at ((j + 0.5)
 deviation per axis say where the channel looks and how steadily: a part detector on roughly aligned faces has a
 small spread (its part moves only with the face), a channel that fires anywhere a large one. ``spread`` is
 sqrt(var_x + var_y) in pixels; a channel that never fires has none (NaN). The mean face (the average input crop)
-is kept for the figure (`explain.figures.average_peak_figure`).
+is kept for the figure (`average_peak_figure`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 import torch
+
+from explainface.parts.labels import PART_COLORS
+from explainface.tiles import TileGrid, figure_header, save_figure
 
 
 def peak_cells(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -89,3 +95,37 @@ class PeakLocations:
         if self.face_sum is None:
             return None
         return np.clip(np.rint(self.face_sum / self.faces), 0, 255).astype(np.uint8)
+
+
+def average_peak_figure(
+    mean_face: np.ndarray,
+    report: Mapping,
+    channel_parts: Mapping[int, str | None] | None = None,
+    out_png: str | Path = "average_peaks.png",
+    title: str = "Average peak location of each channel",
+) -> Path:
+    """Yin et al.'s "average location" figure: on the mean face, each channel's mean peak location (a dot in the
+    colour of its dominant part, grey when it has none) with its one-standard-deviation ellipse
+    (`evaluate.peak_locations.PeakLocations.report`)."""
+    from matplotlib.patches import Ellipse
+
+    grid = TileGrid(1, 1, left=0.15, top=0.75, tile=3.6, min_width=3.9)
+    fig = grid.figure()
+    spread = report.get("spread_mean")
+    sub = (f"{report['faces']} faces; dot = mean peak, ellipse = 1 s.d.; mean spread "
+           f"{spread:.1f} px" if spread is not None else f"{report['faces']} faces")  # fmt: skip
+    figure_header(fig, grid, grid.left, title, sub)
+    ax = grid.tile_axes(fig, 0, 0)
+    size = int(report["size"])
+    ax.imshow(mean_face, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+    ax.set_xlim(-0.5, size - 0.5)
+    ax.set_ylim(size - 0.5, -0.5)
+    for ch in report["channels"]:
+        if ch["x"] is None:
+            continue
+        part = (channel_parts or {}).get(ch["channel"])
+        rgb = np.array(PART_COLORS.get(part, (160, 160, 160)) if part else (160, 160, 160)) / 255.0
+        ax.add_patch(Ellipse((ch["x"], ch["y"]), 2 * ch["std_x"], 2 * ch["std_y"], fill=False, lw=0.6,
+                             edgecolor=(*rgb, 0.55)))  # fmt: skip
+        ax.plot(ch["x"], ch["y"], "o", ms=3.2, color=rgb, mec="white", mew=0.4)
+    return save_figure(fig, out_png)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from explainface.models.base import LoadedModel
 from explainface.models.modes import eval_mode
-from explainface.training.checkpoint import LoadedModel
 
 _SCORERS: dict[str, Callable[..., PairScorer]] = {}
 

@@ -19,7 +19,7 @@ evaluation set is called ``synthetic``.
 
 from explainface.experiments.methods import list_methods, method_config, parse_method, register_method
 from explainface.experiments.run import ExperimentPlan, run_experiment
-from explainface.experiments.stats import mean_se, paired_test
+from explainface.stats import mean_se, paired_test
 
 __all__ = [
     "ExperimentPlan",

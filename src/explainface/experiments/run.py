@@ -37,9 +37,9 @@ from explainface.experiments.methods import (
     run_references,
     slug,
 )
-from explainface.experiments.stats import mean_se, paired_test
 from explainface.files import atomic_write_json
 from explainface.parts.samples import SYNTHETIC
+from explainface.stats import mean_se, paired_test
 from explainface.training.config import TrainConfig, config_from_dict, load_config
 
 #: The held-out synthetic faces with an occluder on every face (verification only: Yin's robustness claim).
@@ -569,7 +569,7 @@ def experiment(out_dir: str | Path, plan: ExperimentPlan | None = None, progress
 
 def write_page(results: dict, out: Path, plan: ExperimentPlan, sets: list[EvalSet], seeds: list[int]) -> Path:
     """Learning curves of every run, a gallery per method (its first seed), and experiment.html."""
-    from explainface.report.experiment_html import render_experiment
+    from explainface.experiments.page import render_experiment
     from explainface.training.plots import plot_curves
 
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]

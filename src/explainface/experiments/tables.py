@@ -4,7 +4,7 @@ paper's own numbers beside ours where the paper has a matching row (same network
 ECLoss) and dataset.
 
 `build_tables(results)` gives plain data (`Table`), rendered as Markdown here (`tables_markdown`) and as HTML by
-`explainface.report.experiment_html`, so the two can never disagree.
+`experiments.page`, so the two can never disagree.
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ def evaluate_pair(
 
 
 def _stat(values: Sequence[float]) -> dict:
-    from explainface.experiments.stats import mean_se
+    from explainface.stats import mean_se
 
     mean, se, n = mean_se(values)
     return {"mean": mean, "se": se, "n": n}
@@ -242,7 +242,7 @@ def _stat(values: Sequence[float]) -> dict:
 
 def summarize(records: Sequence[dict], orders: Sequence[str]) -> dict:
     """Scores and curves over pairs from `evaluate_pair` records (each with a "same" flag)."""
-    from explainface.experiments.stats import paired_test
+    from explainface.stats import paired_test
 
     scores, curves = {}, {}
     for mode in MODES:
@@ -409,8 +409,9 @@ def faithfulness(
     from explainface.evaluate.scoring import create_scorer
     from explainface.files import json_safe
     from explainface.inputs import to_tensor
+    from explainface.models.base import LoadedModel
     from explainface.readers.pairs import PairList, read_pairs
-    from explainface.training.checkpoint import LoadedModel, load_model
+    from explainface.training.checkpoint import load_model
 
     start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None

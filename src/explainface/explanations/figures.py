@@ -8,7 +8,6 @@ its rows and columns alone and a tile can be found again in the PNG.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,89 +19,10 @@ from explainface.explanations.overlay import heat_overlay, top_overlay
 from explainface.models.capture import layer_name
 from explainface.models.maps import upsample_maps
 from explainface.parts.labels import PART_COLORS, PART_INDEX, PART_NAMES
+from explainface.tiles import GAP, TITLE, TileGrid, figure_header, save_figure
 
-#: Figure resolution (pixels per inch) and tile geometry in inches.
-DPI = 100
-TILE = 1.25
-GAP = 0.08
-#: Room above a tile for its title (e.g. "ch 17 (0.83)").
-TITLE = 0.28
 #: Colour map of raw feature maps (Figure 5); overlays use `overlay.OVERLAY_CMAP`.
 MAP_CMAP = "viridis"
-
-
-@dataclass(frozen=True)
-class TileGrid:
-    """`rows` x `cols` square tiles of `tile` inches, `hgap` apart horizontally and `vgap` vertically, inside
-    margins (inches); `top` holds the figure title, `left` the row labels. The figure is at least `min_width`
-    wide (the title must fit), widened on the right."""
-
-    rows: int
-    cols: int
-    left: float = 0.75
-    right: float = 0.12
-    top: float = 0.55
-    bottom: float = 0.12
-    hgap: float = GAP
-    vgap: float = GAP
-    tile: float = TILE
-    min_width: float = 3.2
-
-    @property
-    def size(self) -> tuple[float, float]:
-        """(width, height) in inches."""
-        w = max(self.left + self.cols * self.tile + (self.cols - 1) * self.hgap + self.right, self.min_width)
-        h = self.top + self.rows * self.tile + (self.rows - 1) * self.vgap + self.bottom
-        return w, h
-
-    def box(self, r: int, c: int) -> tuple[float, float]:
-        """Top-left corner of tile (r, c) in inches from the figure's top-left."""
-        return self.left + c * (self.tile + self.hgap), self.top + r * (self.tile + self.vgap)
-
-    def box_px(self, r: int, c: int, dpi: int = DPI) -> tuple[int, int, int, int]:
-        """Tile (r, c) in PNG pixels: (x0, y0, x1, y1), x1/y1 exclusive."""
-        x, y = self.box(r, c)
-        return round(x * dpi), round(y * dpi), round((x + self.tile) * dpi), round((y + self.tile) * dpi)
-
-    def rect(self, x: float, y: float, w: float, h: float) -> list[float]:
-        """An axes rectangle given in inches from the top-left, as matplotlib's figure fractions."""
-        fw, fh = self.size
-        return [x / fw, 1.0 - (y + h) / fh, w / fw, h / fh]
-
-    def figure(self):
-        from matplotlib.figure import Figure
-
-        return Figure(figsize=self.size, dpi=DPI, facecolor="white")
-
-    def tile_axes(self, fig, r: int, c: int):
-        x, y = self.box(r, c)
-        ax = fig.add_axes(self.rect(x, y, self.tile, self.tile))
-        ax.set_axis_off()
-        return ax
-
-    def text(self, fig, x: float, y: float, s: str, **kw):
-        """Text at (x, y) inches from the top-left."""
-        fw, fh = self.size
-        return fig.text(x / fw, 1.0 - y / fh, s, **kw)
-
-
-def _save(fig, out_png: str | Path) -> Path:
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, facecolor="white")
-    return out
-
-
-def _header(fig, grid: TileGrid, x: float, title: str, subtitle: str = "") -> None:
-    """The figure's title (one line) and a small subtitle wrapped to the figure's width (at most two lines)."""
-    import textwrap
-
-    grid.text(fig, x, 0.25, title, fontsize=11, va="center")
-    if subtitle:
-        chars = max(20, int((grid.size[0] - x - 0.1) / 0.066))  # about 0.066 inch per character at 8 pt
-        lines = textwrap.wrap(subtitle, chars)
-        text = "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
-        grid.text(fig, x, 0.4, text, fontsize=8, va="top", color="0.3", linespacing=1.3)
 
 
 @torch.no_grad()
@@ -157,7 +77,7 @@ def channel_gallery(
     names = list(names) if names is not None else [f"face {i + 1}" for i in range(len(images))]
     grid = channel_gallery_grid(len(channels), len(images))
     fig = grid.figure()
-    _header(
+    figure_header(
         fig,
         grid,
         grid.left,
@@ -172,7 +92,7 @@ def channel_gallery(
             ax.imshow(top_overlay(image, maps[c, ch]))
             if r == 0:
                 ax.set_title(_short(names[c], 18), fontsize=8, pad=3)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def _short(text: str, n: int) -> str:
@@ -210,7 +130,7 @@ def feature_map_comparison(
         rows.append((label, name, chosen, upsample_maps(maps[chosen], image.shape[:2]).numpy()))
     grid = feature_map_grid(len(rows), max(len(r[2]) for r in rows))
     fig = grid.figure()
-    _header(fig, grid, grid.left, "Feature maps of one face (Figure 5)",
+    figure_header(fig, grid, grid.left, "Feature maps of one face (Figure 5)",
             "raw maps upsampled to the face; one colour scale per network (row), from 0 to its maximum")  # fmt: skip
     for r, (label, name, chosen, up) in enumerate(rows):
         x, y = grid.box(r, 0)
@@ -228,7 +148,7 @@ def feature_map_comparison(
             x_end = grid.box(r, len(chosen))[0] + grid.tile + 0.1
             cax = fig.add_axes(grid.rect(x_end, y, 0.12, grid.tile))
             fig.colorbar(im, cax=cax).ax.tick_params(labelsize=7)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def dictionary_grid(per_part: int) -> TileGrid:
@@ -283,7 +203,7 @@ def channel_dictionary_figure(
 
     grid = dictionary_grid(per_part)
     fig = grid.figure()
-    _header(
+    figure_header(
         fig,
         grid,
         0.12,
@@ -309,7 +229,7 @@ def channel_dictionary_figure(
             ax = grid.tile_axes(fig, r, c)
             ax.imshow(top_overlay(images[i], maps[i, ch]))
             ax.set_title(f"ch {ch} ({e['frequency']:.2f})", fontsize=8, pad=3)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def similarity_grid(n_rows: int) -> TileGrid:
@@ -331,7 +251,7 @@ def similarity_panel(
     grid = similarity_grid(len(rows))
     fig = grid.figure()
     sub = f"A: {_short(names[0], 28)}    B: {_short(names[1], 28)}" if names is not None else ""
-    _header(fig, grid, grid.left, "Grad-CAM of the embedding similarity (Figure 1)", sub)
+    figure_header(fig, grid, grid.left, "Grad-CAM of the embedding similarity (Figure 1)", sub)
     for r, (label, (sim, heat_a, heat_b)) in enumerate(rows.items()):
         x, y = grid.box(r, 0)
         title = f"{label}:  cos(A, B) = {sim:.3f}" if label else f"cos(A, B) = {sim:.3f}"
@@ -346,41 +266,7 @@ def similarity_panel(
             ax = grid.tile_axes(fig, r, c)
             ax.imshow(tile)
             ax.set_title(t, fontsize=8, pad=3)
-    return _save(fig, out_png)
-
-
-def average_peak_figure(
-    mean_face: np.ndarray,
-    report: Mapping,
-    channel_parts: Mapping[int, str | None] | None = None,
-    out_png: str | Path = "average_peaks.png",
-    title: str = "Average peak location of each channel",
-) -> Path:
-    """Yin et al.'s "average location" figure: on the mean face, each channel's mean peak location (a dot in the
-    colour of its dominant part, grey when it has none) with its one-standard-deviation ellipse
-    (`evaluate.peak_locations.PeakLocations.report`)."""
-    from matplotlib.patches import Ellipse
-
-    grid = TileGrid(1, 1, left=0.15, top=0.75, tile=3.6, min_width=3.9)
-    fig = grid.figure()
-    spread = report.get("spread_mean")
-    sub = (f"{report['faces']} faces; dot = mean peak, ellipse = 1 s.d.; mean spread "
-           f"{spread:.1f} px" if spread is not None else f"{report['faces']} faces")  # fmt: skip
-    _header(fig, grid, grid.left, title, sub)
-    ax = grid.tile_axes(fig, 0, 0)
-    size = int(report["size"])
-    ax.imshow(mean_face, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
-    ax.set_xlim(-0.5, size - 0.5)
-    ax.set_ylim(size - 0.5, -0.5)
-    for ch in report["channels"]:
-        if ch["x"] is None:
-            continue
-        part = (channel_parts or {}).get(ch["channel"])
-        rgb = np.array(PART_COLORS.get(part, (160, 160, 160)) if part else (160, 160, 160)) / 255.0
-        ax.add_patch(Ellipse((ch["x"], ch["y"]), 2 * ch["std_x"], 2 * ch["std_y"], fill=False, lw=0.6,
-                             edgecolor=(*rgb, 0.55)))  # fmt: skip
-        ax.plot(ch["x"], ch["y"], "o", ms=3.2, color=rgb, mec="white", mew=0.4)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def xcos_panel(
@@ -402,8 +288,8 @@ def xcos_panel(
     thr = 0.0 if threshold is None else float(threshold)
     verdict = "" if threshold is None else ("  -> same" if score >= thr else "  -> different")
     sub = f"A: {_short(names[0], 28)}    B: {_short(names[1], 28)}" if names is not None else ""
-    _header(fig, grid, grid.left, f"xCos(A, B) = {score:.3f}" + (f" (threshold {thr:.3f})" if threshold is not None
-                                                                  else "") + verdict, sub)  # fmt: skip
+    shown = f" (threshold {thr:.3f})" if threshold is not None else ""
+    figure_header(fig, grid, grid.left, f"xCos(A, B) = {score:.3f}" + shown + verdict, sub)
     h, w = cosine.shape
     size = image_a.shape[0]
     for c, (tile, name) in enumerate([(image_a, "face A (grid)"), (image_b, "face B")]):
@@ -425,7 +311,7 @@ def xcos_panel(
     ax = grid.tile_axes(fig, 0, 3)
     ax.imshow(attention, cmap="magma", interpolation="nearest")
     ax.set_title("attention", fontsize=8, pad=3)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def why_figure(
@@ -473,7 +359,7 @@ def why_figure(
     cos, thr = result["cosine"], result.get("threshold")
     verdict = "" if thr is None else (f"  same person (>= {thr:.2f})" if cos >= thr else f"  different (< {thr:.2f})")
     sub = f"A: {_short(names[0], 28)}    B: {_short(names[1], 28)}" if names is not None else ""
-    _header(fig, grid, grid.left, f"Why: cos(A, B) = {cos:.3f}{verdict}", sub)
+    figure_header(fig, grid, grid.left, f"Why: cos(A, B) = {cos:.3f}{verdict}", sub)
     for c, (img, lab, t) in enumerate([(image_a, labels_a, "A: parts shaded"), (image_b, labels_b, "B")]):
         ax = grid.tile_axes(fig, 0, c)
         ax.imshow(shaded(img, lab))
@@ -508,4 +394,4 @@ def why_figure(
                 ax = grid.tile_axes(fig, 2, 2 * j + k)
                 ax.imshow(heat_overlay(img, np.clip(sign * maps[j] / span, 0, 1), cmap=cm))
                 ax.set_title(f"{'AB'[j]}: {what} ({name})", fontsize=8, pad=3)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)

@@ -4,7 +4,7 @@ Deletion curves (`explanations.faithfulness`) say which order of parts moves a p
 truly made the pair match. Here the reason is planted, so an explanation can be scored against it:
 
 * **part swap** (ours): for an impostor pair (A, B), one face part of A (eyes, nose, mouth, ...) is replaced by
-  B's, warped by the landmarks and blended (`faces.part_swap`): the part is the planted reason to match, and a
+  B's, warped by the landmarks and blended (`parts.swap`): the part is the planted reason to match, and a
   method *hits* when it ranks that part first by its score (the most supporting part). For a genuine pair the
   part comes from a third identity: the planted reason not to match, hit when ranked first from the most
   *opposing* end. Reported: the hit rate (chance: 1 / the parts a method scores, about 1/7), the planted part's
@@ -80,7 +80,7 @@ def _cos(model, images: torch.Tensor) -> float:
 
 def swap_pair(model, a: Face, b: Face, donor: Face, same: bool, part: str, param: torch.Tensor) -> PlantedPair:
     """A with `part` from `donor` (B for an impostor pair, a third identity for a genuine pair), and B."""
-    from explainface.faces.part_swap import swap_part
+    from explainface.parts.swap import swap_part
 
     before = _tensor([a.image, b.image], param)
     swapped = swap_part(a.image, a.landmarks, donor.image, donor.landmarks, part)
@@ -248,6 +248,29 @@ def summarize_patches(records: Sequence[dict], methods: Sequence[str], threshold
             rows = [r["curves"][m] for r in records if r["same"] == same]
             if rows:
                 out["methods"][m][kind] = summarize_restoration(np.asarray(rows), threshold).to_dict()
+    return out
+
+
+def compare_runs(a: dict, b: dict, methods: Sequence[str] | None = None, moved: float = MOVED) -> dict:
+    """Two part-swap runs on the same pairs (e.g. a network with part channels and one without: the same drawn
+    pairs and plantings, seeded by pair index) compared per method, paired over the pairs both scored: hit rates
+    and the exact McNemar p, over all common pairs and over those the planting moved by at least `moved` in both
+    networks."""
+    ra = {r["pair"]: r for r in a["per_pair"]["part-swap"]}
+    rb = {r["pair"]: r for r in b["per_pair"]["part-swap"]}
+    common = [k for k in ra if k in rb and ra[k]["part"] == rb[k]["part"]]
+    names = methods if methods is not None else [m for m in a["methods"] if m in b["methods"]]
+    out: dict[str, Any] = {"pairs": len(common), "moved": moved, "methods": {}}
+    both_moved = [k for k in common if toward(ra[k]) >= moved and toward(rb[k]) >= moved]
+    out["pairs_moved_in_both"] = len(both_moved)
+    for m in names:
+        entry = {}
+        for which, keys in (("all", common), ("moved", both_moved)):
+            ha = [ra[k]["methods"][m]["hit"] for k in keys]
+            hb = [rb[k]["methods"][m]["hit"] for k in keys]
+            entry[which] = {"hit_rate_a": _mean_se([float(h) for h in ha]),
+                            "hit_rate_b": _mean_se([float(h) for h in hb]), "p": mcnemar_p(ha, hb) if keys else None}
+        out["methods"][m] = entry
     return out
 
 

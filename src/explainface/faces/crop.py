@@ -46,12 +46,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-import explainface
 from explainface.faces.align import CHIP_PADDING
 from explainface.faces.detect import DEFAULT_DETECTOR, Box, FaceDetector, create_detector, main_face
 from explainface.files import atomic_write_bytes, atomic_write_text, is_temporary
 from explainface.readers.folders import scan_identity_folders
 from explainface.readers.images import JPEG_PARAMS, JPEG_QUALITY, resize_image
+from explainface.version import __version__
 
 #: Margin for detectors that do not state their own `default_margin` (the dlib HOG value).
 DEFAULT_MARGIN = 0.4
@@ -90,7 +90,7 @@ class CropInfo:
     its turn.
 
     A source point p (pixel centres at integers) maps into the crop as `(p - (x0, y0) + 0.5) * size / side - 0.5`
-    (`part_masks.crop_landmarks`; tested to 0.05 px against `crop_square`).
+    (`faces.landmarks.crop_landmarks`; tested to 0.05 px against `crop_square`).
     """
 
     status: Literal["face", "centre", "no_face"]
@@ -375,7 +375,7 @@ def _crop_meta(src: Path, settings: dict, on_missing: OnMissing, image_format: s
     """The contents of `crop_meta.json` for this run, not yet `complete`."""
     return {
         "format": "explainface-crops",
-        "explainface_version": explainface.__version__,
+        "explainface_version": __version__,
         "source": str(src),
         **settings,
         "on_missing": on_missing,

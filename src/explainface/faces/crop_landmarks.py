@@ -5,7 +5,7 @@ landmarks; the identity-folder dataset takes them from a `.pts` file beside the 
 cache made by `explainface crop` has none, so this pass adds them: for every crop whose face was detected
 (`crop_index.csv` status "face"), dlib's 68-point predictor runs on the *source* image inside the detector's box
 (the predictor was trained on dlib HOG boxes at source resolution), and the points are moved into the crop's
-pixels (`part_masks.crop_landmarks`; in a chip cache through each chip's affine, `align.transform_points`). Centre
+pixels (`faces.landmarks.crop_landmarks`; in a chip cache through each chip's affine, `align.transform_points`). Centre
 crops (no face found) get no file: their faces fall back to the mean face. A `.pts` newer than its crop is kept
 (re-running is cheap); unreadable sources are counted and named.
 """
@@ -28,7 +28,7 @@ from explainface.readers.landmarks import write_pts
 def landmark_crops(dst_root: str | os.PathLike, progress: bool = True) -> dict:
     """Write `<stem>.pts` (68 points, 0-based crop pixels) beside every face crop of the crop cache `dst_root`;
     returns the counts {"written", "cached", "no_face", "not_found", "failed", "failed_files"}."""
-    from explainface.parts.masks import crop_landmarks, predict_landmarks68
+    from explainface.faces.landmarks import crop_landmarks, predict_landmarks68
 
     dst = Path(dst_root)
     meta = read_crop_meta(dst)

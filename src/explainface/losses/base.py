@@ -29,7 +29,7 @@ callable directly as ``reg(maps)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
@@ -56,6 +56,9 @@ class Regularizer(nn.Module):
     STATS: ClassVar[tuple[str, ...]] = ()
     #: What the regulariser needs from the data besides images and labels (e.g. ``("landmarks",)``).
     NEEDS: ClassVar[tuple[str, ...]] = ()
+    #: How a regulariser reads a network from a checkpoint it names (xcos's reference network): the trainer sets it
+    #: to `training.checkpoint.load_model_weights` before `setup` (losses sit below training: they never import it).
+    load_checkpoint: Callable[[str], nn.Module] | None = None
 
     def setup(self, model: nn.Module) -> None:
         """Called once by the trainer with the backbone, before the optimizer is built and a checkpoint resumed:

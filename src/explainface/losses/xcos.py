@@ -102,9 +102,10 @@ class XCosLoss(Regularizer):
         self.head = XCosHead(int(maps.shape[1]), self.channels, self.grid).to(device=device, dtype=dtype)
         self._reference = []
         if self.reference is not None:
-            from explainface.training.checkpoint import load_model_weights
-
-            ref, _ = load_model_weights(self.reference)
+            if self.load_checkpoint is None:
+                raise ValueError("xcos: a reference checkpoint needs a checkpoint reader: set the regulariser's "
+                                 "load_checkpoint (the trainer sets training.checkpoint.load_model_weights)")
+            ref = self.load_checkpoint(self.reference)
             ref_size = getattr(ref, "input_size", None)
             if ref_size != size:
                 raise ValueError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
@@ -23,3 +25,15 @@ class TargetMapNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference: eval mode, its input size, target layer and a label for tables."""
+
+    model: torch.nn.Module
+    input_size: int
+    layer: str
+    label: str
+    pair_heads: dict[str, torch.nn.Module] = field(default_factory=dict)  # trained pair scorers (xCos), by name
+    source: str | None = None  # the checkpoint file, when loaded from one

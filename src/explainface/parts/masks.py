@@ -23,16 +23,16 @@ depend on resolution. Parts, painted in `PAINT_ORDER` (priority eyes > nose > mo
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
 from explainface.faces.crop import CropInfo, OnMissing, crop_face, integer_square
-from explainface.faces.detect import Box, FaceDetector, create_detector, face_recognition_model_path, main_face
+from explainface.faces.detect import FaceDetector, create_detector
+from explainface.faces.landmarks import crop_landmarks
 from explainface.parts.labels import PAINT_ORDER, PART_COLORS, PART_INDEX, PART_NAMES
+from explainface.readers.landmarks import check_landmarks_in_image
 
 # --- geometry constants, in units of FaceFrame.scale (inter-ocular distance) unless stated --------------------------
 
@@ -192,7 +192,6 @@ _CLASS_TO_PART: dict[str, str] = {
 }
 
 N_LANDMARKS = 68
-SHAPE_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 _SHIFT = 4  # fixed-point bits for sub-pixel polygon filling
 
 
@@ -528,27 +527,6 @@ def parsing_to_parts(labels: np.ndarray, scheme: str, landmarks: np.ndarray | No
 # --- through the crop ---------------------------------------------------------------------------------------------
 
 
-def crop_landmarks(landmarks: np.ndarray, square: tuple[float, float, float], size: int) -> np.ndarray:
-    """Landmarks (0-based pixel (x, y), integer = pixel centre) of the source image -> the same points in the
-    `size` x `size` crop that `crop_square(image, *square, size)` makes.
-
-    `crop_square` cuts the whole pixels of `integer_square(*square)` and resizes them with OpenCV, whose
-    resampling maps pixel centres: source x -> `(x - x0 + 0.5) * size / side - 0.5`.
-    """
-    x0, y0, side = integer_square(*square)
-    pts = np.asarray(landmarks, np.float64)
-    scale = size / side
-    out = (pts - np.array([x0, y0], np.float64) + 0.5) * scale - 0.5
-    return out.astype(np.float32)
-
-
-def uncrop_landmarks(points: np.ndarray, square: tuple[float, float, float], size: int) -> np.ndarray:
-    """The inverse of `crop_landmarks`: crop pixel points -> source pixel points."""
-    x0, y0, side = integer_square(*square)
-    pts = np.asarray(points, np.float64)
-    return ((pts + 0.5) * side / size - 0.5 + np.array([x0, y0], np.float64)).astype(np.float32)
-
-
 def crop_label_map(labels: np.ndarray, square: tuple[float, float, float], size: int) -> np.ndarray:
     """A source label map -> the `size` x `size` crop of `crop_square(.., *square, size)`, nearest neighbour (each
     crop pixel takes the source pixel under its centre), 0 where the square leaves the image."""
@@ -592,51 +570,3 @@ def face_parts_for_crop(
     if not labels.any():
         raise ValueError(f"the landmarks draw no face part inside the {size}-px crop (wrong landmarks for this image?)")
     return crop, pts, labels, info
-
-
-def check_landmarks_in_image(points: np.ndarray, width: int, height: int, what: str = "image") -> None:
-    """ValueError unless the face the landmarks outline (their bounding box's centre) lies inside the image and
-    no point is more than an image side outside it: landmarks of another image, or in another scale, are not
-    silently turned into an empty or shifted part mask."""
-    pts = np.asarray(points, np.float64)
-    lo, hi = pts.min(0), pts.max(0)
-    centre, size = (lo + hi) / 2, np.array([width, height], np.float64)
-    if not ((centre >= 0).all() and (centre < size).all() and (lo > -size).all() and (hi < 2 * size).all()):
-        raise ValueError(
-            f"the landmarks lie outside the {what}: x {lo[0]:.4g}..{hi[0]:.4g}, y {lo[1]:.4g}..{hi[1]:.4g} "
-            f"for {width} x {height} px (wrong landmarks for this image, or in another scale?)"
-        )
-
-
-# --- dlib landmarks -----------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _shape_predictor() -> Any:
-    from explainface.faces.detect import import_dlib
-
-    return import_dlib().shape_predictor(str(face_recognition_model_path(SHAPE_PREDICTOR_FILE)))
-
-
-def predict_landmarks68(
-    image_rgb: np.ndarray, box: Box | None = None, detector: str | FaceDetector = "hog"
-) -> np.ndarray | None:
-    """dlib's 68-point iBUG predictor (`shape_predictor_68_face_landmarks.dat` from `face_recognition_models`) on
-    the main face (`detect.main_face`) or on `box`: float32 [68, 2] 0-based pixel (x, y), or None without a face.
-
-    The predictor was trained on dlib HOG boxes; other detectors' boxes give somewhat worse points.
-    """
-    from explainface.faces.detect import as_uint8_image, import_dlib
-
-    image = as_uint8_image(image_rgb)
-    if box is None:
-        det = create_detector(detector) if isinstance(detector, str) else detector
-        box = main_face(det.detect(image), *image.shape[:2])
-        if box is None:
-            return None
-    dlib = import_dlib()
-    rect = dlib.rectangle(
-        int(round(box.left)), int(round(box.top)), int(round(box.right)) - 1, int(round(box.bottom)) - 1
-    )
-    shape = _shape_predictor()(image, rect)
-    return np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], np.float32)

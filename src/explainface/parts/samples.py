@@ -127,15 +127,10 @@ def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, 
     `landmarks`; `detector` is a name or a detector instance). Raises ValueError naming the file when it has no
     landmarks (no `.pts` / `.parts.png` beside it and dlib finds no face, or `landmarks="file"`)."""
     from explainface.faces.crop import CROP_MAX_SIDE, CROP_MODES, crop_face, is_model_input_folder
-    from explainface.parts.masks import (
-        check_landmarks_in_image,
-        crop_label_map,
-        crop_landmarks,
-        part_label_map,
-        predict_landmarks68,
-    )
+    from explainface.faces.landmarks import crop_landmarks, predict_landmarks68
+    from explainface.parts.masks import crop_label_map, part_label_map
     from explainface.readers.images import load_image_rgb_reduced, points_to_reduced, resize_image
-    from explainface.readers.landmarks import read_landmarks
+    from explainface.readers.landmarks import check_landmarks_in_image, read_landmarks
 
     path = Path(path)
     if crop not in CROP_MODES:
@@ -191,9 +186,10 @@ def _chip_sample(path: Path, image: np.ndarray, k: int, size: int, detector, lan
 
     from explainface.faces.align import transform_points
     from explainface.faces.chip import chip_face
-    from explainface.parts.masks import check_landmarks_in_image, part_label_map, predict_landmarks68
+    from explainface.faces.landmarks import predict_landmarks68
+    from explainface.parts.masks import part_label_map
     from explainface.readers.images import points_to_reduced
-    from explainface.readers.landmarks import read_landmarks
+    from explainface.readers.landmarks import check_landmarks_in_image, read_landmarks
 
     stem = path.with_name(path.name.rsplit(".", 1)[0])
     label_png, pts_file = stem.with_name(stem.name + PARTS_SUFFIX), stem.with_suffix(".pts")

@@ -21,13 +21,9 @@ import numpy as np
 from explainface.argtypes import check_picture_path
 from explainface.faces.crop import CROP_MAX_SIDE
 from explainface.faces.detect import FaceDetector, create_detector
+from explainface.faces.landmarks import predict_landmarks68
 from explainface.parts.labels import LANDMARK_GROUPS, PART_COLORS, PART_NAMES
-from explainface.parts.masks import (
-    SPLIT_PART_COLORS,
-    SPLIT_PART_NAMES,
-    face_parts_for_crop,
-    predict_landmarks68,
-)
+from explainface.parts.masks import SPLIT_PART_COLORS, SPLIT_PART_NAMES, face_parts_for_crop
 from explainface.readers.images import find_images, load_image_rgb_reduced, points_to_reduced
 from explainface.readers.landmarks import read_pts
 from explainface.synthetic.contact_sheet import LANDMARK_COLORS

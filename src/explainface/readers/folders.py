@@ -209,8 +209,7 @@ class IdentityFolderDataset(Dataset):
         face."""
         pts = Path(path).with_suffix(".pts")
         if pts.is_file():
-            from explainface.parts.masks import check_landmarks_in_image
-            from explainface.readers.landmarks import read_pts
+            from explainface.readers.landmarks import check_landmarks_in_image, read_pts
 
             try:
                 lm = np.asarray(read_pts(pts), dtype=np.float32)

@@ -477,3 +477,17 @@ def mirror_landmarks(landmarks, width: float):
         out = out.copy()
     out[..., 0] = x
     return out
+
+
+def check_landmarks_in_image(points: np.ndarray, width: int, height: int, what: str = "image") -> None:
+    """ValueError unless the face the landmarks outline (their bounding box's centre) lies inside the image and
+    no point is more than an image side outside it: landmarks of another image, or in another scale, are not
+    silently turned into an empty or shifted part mask."""
+    pts = np.asarray(points, np.float64)
+    lo, hi = pts.min(0), pts.max(0)
+    centre, size = (lo + hi) / 2, np.array([width, height], np.float64)
+    if not ((centre >= 0).all() and (centre < size).all() and (lo > -size).all() and (hi < 2 * size).all()):
+        raise ValueError(
+            f"the landmarks lie outside the {what}: x {lo[0]:.4g}..{hi[0]:.4g}, y {lo[1]:.4g}..{hi[1]:.4g} "
+            f"for {width} x {height} px (wrong landmarks for this image, or in another scale?)"
+        )

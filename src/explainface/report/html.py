@@ -90,7 +90,7 @@ def page_html(title: str, body: str) -> str:
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n"
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n"
         f'<body data-images-total="{total}">\n<main>\n{body}\n</main>\n<script>{SCRIPT}</script>\n</body>\n</html>\n'
     )
 
@@ -180,7 +180,7 @@ class Row:
     def cell(self, model: dict) -> str:
         if self.kind == "text":
             v = self.raw(model)
-            return DASH if v is None or v == "" else _e(v)
+            return DASH if v is None or v == "" else esc(v)
         text = _fmt(self.value(model), self.kind)
         s = _number(self.raw(model, self.spread)) if self.spread else None
         if s is not None and text != DASH:
@@ -191,9 +191,9 @@ class Row:
 def _metric_table(table_id: str, rows: list[Row], models: list[dict]) -> str:
     """Rows of metrics, one column per model; with two models the better value is marked and a Δ column added."""
     two = len(models) == 2
-    head = "".join(f'<th scope="col">{_e(m["label"])}</th>' for m in models)
+    head = "".join(f'<th scope="col">{esc(m["label"])}</th>' for m in models)
     if two:
-        head += f'<th scope="col" class="delta">\u0394 {_e(models[0]["label"])} {MINUS} {_e(models[1]["label"])}</th>'
+        head += f'<th scope="col" class="delta">\u0394 {esc(models[0]["label"])} {MINUS} {esc(models[1]["label"])}</th>'
     lines = [f'<table id="{table_id}" class="metrics">', f'<thead><tr><th scope="col">Metric</th>{head}</tr></thead>']
     lines.append("<tbody>")
     for row in rows:
@@ -207,7 +207,7 @@ def _metric_table(table_id: str, rows: list[Row], models: list[dict]) -> str:
         if two:
             delta = _fmt_delta(vals[0] - vals[1], row.kind) if None not in vals and row.kind != "text" else DASH
             cells.append(f'<td class="num delta">{delta if row.kind != "text" else ""}</td>')
-        lines.append(f'<tr><th scope="row">{_e(row.label)}</th>{"".join(cells)}</tr>')
+        lines.append(f'<tr><th scope="row">{esc(row.label)}</th>{"".join(cells)}</tr>')
     lines.append("</tbody></table>")
     return "\n".join(lines)
 
@@ -274,7 +274,7 @@ def _verification(models: list[dict]) -> str:
     rocs = [(m["label"], m["images"][ROC_IMAGE]) for m in models if ROC_IMAGE in m["images"]]
     if rocs:
         parts.append('<div class="grid">')
-        parts += [_figure(f"ROC: {label}", "", path) for label, path in rocs]
+        parts += [figure_html(f"ROC: {label}", "", path) for label, path in rocs]
         parts.append("</div>")
     return "\n".join(parts)
 
@@ -329,14 +329,14 @@ def _dictionary_table(table_id: str, channels: list) -> str:
         freqs = [(f, c) for c in cs if (f := _number(c.get("frequency"))) is not None]
         mean = _fmt(sum(f for f, _ in freqs) / len(freqs), "f2") if freqs else DASH
         top = sorted(freqs, key=lambda fc: -fc[0])[:TOP_CHANNELS]
-        listed = ", ".join(f"{_e(c.get('channel', '?'))} ({f:.2f})" for f, c in top)
+        listed = ", ".join(f"{esc(c.get('channel', '?'))} ({f:.2f})" for f, c in top)
         more = len(cs) - len(top)
         if more > 0 and top:
             listed += f", \u2026 {more} more"
         colour = PART_COLORS.get(part)
         swatch = f'<span class="swatch" style="background: rgb{colour}"></span>' if colour else ""
         lines.append(
-            f'<tr><th scope="row">{swatch}{_e(part)}</th><td class="num">{len(cs)}</td><td class="num">{mean}</td>'
+            f'<tr><th scope="row">{swatch}{esc(part)}</th><td class="num">{len(cs)}</td><td class="num">{mean}</td>'
             f'<td class="channels">{listed or DASH}</td></tr>'
         )
     lines.append("</tbody></table>")
@@ -349,14 +349,14 @@ def _dictionary(models: list[dict]) -> str:
         "where it is active (frequency). A part-like network has many channels per part at high frequency.</p>"
     ]
     for i, m in enumerate(models):
-        parts.append(f"<h3>{_e(m['label'])}</h3>")
+        parts.append(f"<h3>{esc(m['label'])}</h3>")
         channels = (m.get("explainability") or {}).get("channels")
         if isinstance(channels, list) and channels:
             parts.append(_dictionary_table(f"dictionary-{i}", channels))
         else:
             parts.append('<p class="missing">No channel dictionary (no explainability results for this model).</p>')
         if DICTIONARY_IMAGE in m["images"]:
-            parts.append(_figure(f"Channel dictionary: {m['label']}", "", m["images"][DICTIONARY_IMAGE]))
+            parts.append(figure_html(f"Channel dictionary: {m['label']}", "", m["images"][DICTIONARY_IMAGE]))
     return "\n".join(parts)
 
 
@@ -365,11 +365,11 @@ def _galleries(models: list[dict], figures: list) -> str:
     for f in figures:
         if not isinstance(f, dict) or not f.get("png_path"):
             raise ValueError(f"report: every figure needs a png_path, got {f!r}")
-        items.append(_figure(str(f.get("title") or ""), str(f.get("caption") or ""), f["png_path"], wide=True))
+        items.append(figure_html(str(f.get("title") or ""), str(f.get("caption") or ""), f["png_path"], wide=True))
     for m in models:
         for name, path in m["images"].items():
             if name not in (ROC_IMAGE, DICTIONARY_IMAGE):
-                items.append(_figure(f"{m['label']}: {name}", "", path, wide=True))
+                items.append(figure_html(f"{m['label']}: {name}", "", path, wide=True))
     if not items:
         return '<p class="missing">No figures were given.</p>'
     return "\n".join(items)
@@ -387,21 +387,21 @@ def _why(examples: list) -> str:
     ]
     checked = next((ex.get("checked") for ex in examples if isinstance(ex, dict) and ex.get("checked")), None)
     if checked:
-        rates = ", ".join(f"{_e(m)} {100 * r:.0f}%" if r is not None else f"{_e(m)} (not checked)"
+        rates = ", ".join(f"{esc(m)} {100 * r:.0f}%" if r is not None else f"{esc(m)} (not checked)"
                           for m, r in checked["hit_rate"].items())  # fmt: skip
-        items.append(f'<p class="checked">Checked against planted ground truth ({_e(checked["groundtruth"])}): '
+        items.append(f'<p class="checked">Checked against planted ground truth ({esc(checked["groundtruth"])}): '
                      f"the methods in the order of how often they rank a planted part first: {rates}.</p>")  # fmt: skip
     for ex in examples:
         if not isinstance(ex, dict) or not ex.get("png_path"):
             raise ValueError(f"report: every why example needs a png_path, got {ex!r}")
-        items.append(_figure(str(ex.get("kind") or ""), str(ex.get("summary") or ""), ex["png_path"], wide=True))
+        items.append(figure_html(str(ex.get("kind") or ""), str(ex.get("summary") or ""), ex["png_path"], wide=True))
     return "\n".join(items)
 
 
 def _reproduce(commands: list) -> str:
     if not commands:
         return '<p class="missing">No commands were given.</p>'
-    text = "\n".join(_e(c) for c in commands)
+    text = "\n".join(esc(c) for c in commands)
     return f"<p>Run from the repository root; every number and picture above comes from these:</p>\n<pre>{text}</pre>"
 
 
@@ -441,23 +441,23 @@ def _model_defaults(m: dict, i: int) -> dict:
 
 
 def _header(report: dict, title: str, models: list[dict]) -> str:
-    lines = ["<header>", f"<h1>{_e(title)}</h1>"]
+    lines = ["<header>", f"<h1>{esc(title)}</h1>"]
     if report.get("subtitle"):
-        lines.append(f'<p class="subtitle">{_e(report["subtitle"])}</p>')
+        lines.append(f'<p class="subtitle">{esc(report["subtitle"])}</p>')
     if report.get("created"):
-        lines.append(f'<p class="meta">Created {_e(report["created"])}</p>')
+        lines.append(f'<p class="meta">Created {esc(report["created"])}</p>')
     notes = report.get("notes")
     if isinstance(notes, str) and notes:
-        lines.append(f'<p class="notes">{_e(notes)}</p>')
+        lines.append(f'<p class="notes">{esc(notes)}</p>')
     elif isinstance(notes, list) and notes:
-        lines.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+        lines.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     rows = []
     for i, m in enumerate(models):
         role = "model" if i == 0 else "baseline"
         net = (m.get("verification") or {}).get("model_label") or (m.get("explainability") or {}).get("model_label")
         rows.append(
-            f'<tr><th scope="row">{_e(m["label"])}</th><td>{role}</td><td>{_e(net) if net else DASH}</td>'
-            f'<td class="path">{_e(m.get("checkpoint") or DASH)}</td></tr>'
+            f'<tr><th scope="row">{esc(m["label"])}</th><td>{role}</td><td>{esc(net) if net else DASH}</td>'
+            f'<td class="path">{esc(m.get("checkpoint") or DASH)}</td></tr>'
         )
     lines.append(
         '<table id="models-table" class="models"><thead><tr><th scope="col">Label</th><th scope="col">Role</th>'
@@ -470,19 +470,20 @@ def _header(report: dict, title: str, models: list[dict]) -> str:
 
 
 def _nav() -> str:
-    return "<nav>" + " ".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title in SECTIONS) + "</nav>"
+    return "<nav>" + " ".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title in SECTIONS) + "</nav>"
 
 
 def _section(sid: str, content: str) -> str:
     title = dict(SECTIONS)[sid]
-    return f'<section>\n<h2 id="{sid}">{_e(title)}</h2>\n{content}\n</section>'
+    return f'<section>\n<h2 id="{sid}">{esc(title)}</h2>\n{content}\n</section>'
 
 
-def _figure(title: str, caption: str, path, wide: bool = False) -> str:
+def figure_html(title: str, caption: str, path, wide: bool = False) -> str:
+    """A figure block: the PNG at `path` embedded as a data URI, with its title and caption."""
     src = _data_uri(path)
-    cap = f"<strong>{_e(title)}</strong>" + (f" {_e(caption)}" if caption else "")
+    cap = f"<strong>{esc(title)}</strong>" + (f" {esc(caption)}" if caption else "")
     cls = "figure wide" if wide else "figure"
-    return f'<figure class="{cls}"><img src="{src}" alt="{_e(title)}"><figcaption>{cap}</figcaption></figure>'
+    return f'<figure class="{cls}"><img src="{src}" alt="{esc(title)}"><figcaption>{cap}</figcaption></figure>'
 
 
 def _data_uri(path) -> str:
@@ -498,7 +499,8 @@ def _data_uri(path) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _e(x) -> str:
+def esc(x) -> str:
+    """`x` as HTML text (quotes escaped too)."""
     return html.escape(str(x), quote=True)
 
 

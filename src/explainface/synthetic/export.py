@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-import explainface
 from explainface.files import atomic_write_bytes, atomic_write_text, is_temporary, temporary_path
 from explainface.parts import labels as parts_module
 from explainface.readers.images import JPEG_PARAMS, JPEG_QUALITY, PARTS_SUFFIX
@@ -39,6 +38,7 @@ from explainface.readers.landmarks import read_pts, write_pts
 from explainface.readers.lfw_pairs import make_pairs, write_lfw_pairs
 from explainface.synthetic import generator as generator_module
 from explainface.synthetic.generator import HELDOUT_FIRST_IDENTITY, SyntheticFaces
+from explainface.version import __version__
 
 #: LFW View 2 has 10 folds.
 PAIR_FOLDS = 10
@@ -194,7 +194,7 @@ def _export_meta(
     return {
         "complete": False,
         "format": "explainface-synthetic-export",
-        "explainface_version": explainface.__version__,
+        "explainface_version": __version__,
         "generator_version": _generator_version(),
         "seed": seed,
         "difficulty": difficulty,

@@ -14,7 +14,6 @@ import functools
 import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from safetensors.torch import save_file
 
 from explainface.errors import InputError
 from explainface.files import atomic_write_text, temporary_path
+from explainface.models.base import LoadedModel
 
 FORMAT = "explainface-checkpoint-1"
 _BOOL = torch.bool
@@ -337,18 +337,6 @@ def model_name(model) -> str:
         return str(model.source)
     net = getattr(model, "model", model)  # a LoadedModel holds the module
     return f"{type(net).__name__} (in memory)"
-
-
-@dataclass
-class LoadedModel:
-    """A model ready for inference: eval mode, its input size, target layer and a label for tables."""
-
-    model: torch.nn.Module
-    input_size: int
-    layer: str
-    label: str
-    pair_heads: dict[str, torch.nn.Module] = field(default_factory=dict)  # trained pair scorers (xCos), by name
-    source: str | None = None  # the checkpoint file, when loaded from one
 
 
 def _pretrained(model, device: str) -> LoadedModel | None:

@@ -43,6 +43,7 @@ from explainface.readers.landmarks import mirror_landmarks
 from explainface.training import distributed as dd
 from explainface.training.checkpoint import (
     load_checkpoint,
+    load_model_weights,
     optimizer_tensors,
     prefixed,
     restore_optimizer,
@@ -131,6 +132,11 @@ def _build_head(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return create_head(h.name, cfg.model.embedding_dim, num_classes, **head_kw)
 
 
+
+def _checkpoint_network(path: str) -> nn.Module:
+    """The network of a checkpoint file, in eval mode (what a regulariser that names one reads)."""
+    return load_model_weights(path)[0]
+
 class Trainer:
     """Builds everything from a `TrainConfig`, resumes from `out_dir` when it holds a checkpoint."""
 
@@ -168,6 +174,7 @@ class Trainer:
         # a regulariser with parameters of its own (a pair head) creates them here; one with a frozen copy of the
         # network (`preserve`) takes it here: before `_resume`, so it is always the initial (pretrained) network
         for reg in self.regs:
+            reg.load_checkpoint = _checkpoint_network
             reg.setup(model)
         self.regs.to(self.device)
         self.module = TrainModule(model, head, m.target_layer).to(self.device)
@@ -462,7 +469,7 @@ class Trainer:
             return None
         from explainface.evaluate.scoring import create_scorer
         from explainface.evaluate.verification import kfold_accuracy
-        from explainface.training.checkpoint import LoadedModel
+        from explainface.models.base import LoadedModel
 
         model, m = self.module.model, self.cfg.model
         heads = {name: head for reg in self.regs for name, head in reg.pair_heads().items()}

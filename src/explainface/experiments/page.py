@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from explainface.report.html import _e, _figure, page_html, write_page
+from explainface.report.html import esc, figure_html, page_html, write_page
 
 #: Section ids and titles, in page order (stable: links and tests use them).
 EXPERIMENT_SECTIONS: tuple[tuple[str, str], ...] = (
@@ -20,16 +20,16 @@ EXPERIMENT_SECTIONS: tuple[tuple[str, str], ...] = (
 
 
 def _table_html(t) -> str:
-    head = "".join(f'<th scope="col">{_e(c)}</th>' for c in t.columns)
+    head = "".join(f'<th scope="col">{esc(c)}</th>' for c in t.columns)
     rows = []
     for label, cells in t.rows:
-        tds = "".join(f'<td class="num{" better" if c.better else ""}">{_e(c.text)}</td>' for c in cells)
-        rows.append(f'<tr><th scope="row">{_e(label)}</th>{tds}</tr>')
+        tds = "".join(f'<td class="num{" better" if c.better else ""}">{esc(c.text)}</td>' for c in cells)
+        rows.append(f'<tr><th scope="row">{esc(label)}</th>{tds}</tr>')
     return (
-        f"<h3>{_e(t.caption)}</h3>\n"
-        f'<table id="table-{_e(t.id)}" class="metrics"><thead><tr>{head}</tr></thead><tbody>'
+        f"<h3>{esc(t.caption)}</h3>\n"
+        f'<table id="table-{esc(t.id)}" class="metrics"><thead><tr>{head}</tr></thead><tbody>'
         + "".join(rows)
-        + f'</tbody></table>\n<p class="hint">{_e(t.note)}</p>'
+        + f'</tbody></table>\n<p class="hint">{esc(t.note)}</p>'
     )
 
 
@@ -46,7 +46,7 @@ def _setup(results: dict) -> str:
         ("PE/AR draws", f"{plan['images']} images x {plan['runs']} runs"),
         ("Finished runs", ", ".join(f"{m}: {r['n']}/{len(plan['seeds'])}" for m, r in results["methods"].items())),
     ]
-    body = "".join(f'<tr><th scope="row">{_e(k)}</th><td>{_e(v)}</td></tr>' for k, v in rows)
+    body = "".join(f'<tr><th scope="row">{esc(k)}</th><td>{esc(v)}</td></tr>' for k, v in rows)
     return f'<table id="setup-table"><tbody>{body}</tbody></table>'
 
 
@@ -62,7 +62,8 @@ def experiment_html(results: dict, curves: str | Path | None = None, galleries: 
     parts = {
         "setup": _setup(results),
         "tables": "\n".join(_table_html(t) for t in tables) or '<p class="missing">No metrics yet.</p>',
-        "curves": _figure("Training curves", "every run: one colour per method, one line per seed", curves, wide=True)
+        "curves": figure_html("Training curves", "every run: one colour per method, one line per seed", curves,
+                              wide=True)
         if curves
         else '<p class="missing">No curves.</p>',
     }
@@ -73,7 +74,7 @@ def experiment_html(results: dict, curves: str | Path | None = None, galleries: 
                              ("average_peaks", "each channel's mean peak and its spread over the faces (Yin et "
                               "al.'s average location)")):  # fmt: skip
             if pics.get(key):
-                items.append(_figure(f"{method}, seed 0: {key.replace('_', ' ')}",
+                items.append(figure_html(f"{method}, seed 0: {key.replace('_', ' ')}",
                                      f"{caption}, on {gallery_set}", pics[key]))  # fmt: skip
     parts["galleries"] = (
         '<div class="grid">' + "\n".join(items) + "</div>"
@@ -82,12 +83,12 @@ def experiment_html(results: dict, curves: str | Path | None = None, galleries: 
     )
     cmd = results.get("command") or ""
     parts["reproduce"] = f"<p>Run from the repository root; re-running continues a killed experiment:</p>\n<pre>" \
-                         f"{_e(cmd)}</pre>"  # fmt: skip
-    nav = "<nav>" + " ".join(f'<a href="#{sid}">{_e(t)}</a>' for sid, t in EXPERIMENT_SECTIONS) + "</nav>"
+                         f"{esc(cmd)}</pre>"  # fmt: skip
+    nav = "<nav>" + " ".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t in EXPERIMENT_SECTIONS) + "</nav>"
     sections = "\n".join(
-        f'<section>\n<h2 id="{sid}">{_e(t)}</h2>\n{parts[sid]}\n</section>' for sid, t in EXPERIMENT_SECTIONS
+        f'<section>\n<h2 id="{sid}">{esc(t)}</h2>\n{parts[sid]}\n</section>' for sid, t in EXPERIMENT_SECTIONS
     )
-    return page_html(title, f"<header><h1>{_e(title)}</h1></header>\n{nav}\n{sections}")
+    return page_html(title, f"<header><h1>{esc(title)}</h1></header>\n{nav}\n{sections}")
 
 
 def render_experiment(results: dict, out_html: str | Path, curves: str | Path | None = None,
