@@ -528,7 +528,7 @@ def top_masks(maps: torch.Tensor, size: int | tuple[int, int], fraction: float =
 
 def masks_from_labels(labels: torch.Tensor, n_parts: int = len(PARTS)) -> torch.Tensor:
     """Part masks `[N, K, S, S']` bool from part-label maps `[N, S, S']` (values index PART_NAMES; 0 = background):
-    `data.part_masks.part_masks` on tensors."""
+    `parts.masks.part_masks` on tensors."""
     from explainface.parts.masks import part_masks
 
     return torch.from_numpy(part_masks(labels.cpu().numpy(), n_parts))

@@ -164,7 +164,7 @@ def xcos(cfg: TrainConfig, **options: Any) -> None:
     cfg.regularizers = [{"name": "xcos", "beta": beta, "reference": reference, **options}]
 
 
-# ---- the retrofit of a pretrained network (issue 23; `explainface.training.retrofit`) --------------------------------
+# ---- the retrofit of a pretrained network (`explainface.training.retrofit`) ------------------------------------------
 
 
 @register_method("original", "the pretrained network as it is (model.name / model.weights): 0 training steps, "

@@ -50,7 +50,7 @@ EXPLAIN_METRICS = ("pe_mean", "pe_se", "ls", "ls_channels", "ar_mean", "ar_std",
                    "channel_overlap")  # fmt: skip
 #: Metrics the experiment derives from an evaluation's files (in results.json beside the others).
 DERIVED_METRICS = ("parts_owned", "follows", "stays", "peak_spread")
-#: A part owns a channel whose dominant part it is in at least this share of the faces (issue 12's target).
+#: A part owns a channel whose dominant part it is in at least this share of the faces.
 OWNED_FREQUENCY = 0.5
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Eval-set draws use one seed for every run, so all runs are measured on the same faces (paired).

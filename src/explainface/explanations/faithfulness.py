@@ -1,9 +1,9 @@
-"""Faithfulness of part explanations (issue 14 item 2): do the parts an explanation ranks first move the pair's
+"""Faithfulness of part explanations: do the parts an explanation ranks first move the pair's
 similarity the most when they are removed?
 
 For a pair (A, B) and an *order* of the face parts (most important first), the **deletion curve** is the
-protocol's cosine (flip-summed embeddings, `explain.why`) after removing the first k parts of the order
-cumulatively, in both faces, k = 0..K, by either kind of removal of `explain.why`:
+protocol's cosine (flip-summed embeddings, `explanations.why`) after removing the first k parts of the order
+cumulatively, in both faces, k = 0..K, by either kind of removal of `explanations.why`:
 
 * mode ``"channels"``: the channels of the removed parts (the channel dictionary's dominant part) at the
   reference mean (`why.channel_variants`); parts with no channel are skipped in this mode;

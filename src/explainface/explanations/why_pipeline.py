@@ -1,4 +1,4 @@
-"""The `why` command: a pair of face images in, its explanation by face parts out (`explain.why` has the kernels).
+"""The `why` command: a pair of face images in, its explanation by face parts out (`explanations.why` has the kernels).
 
     explainface why --model CKPT A.jpg B.jpg --out DIR [--dictionary channel_dictionary.json] [--threshold T]
       -> why.json (cosine, decision, parts.<part>.<method> for every attribution method), why.png, a summary

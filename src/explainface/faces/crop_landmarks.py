@@ -1,7 +1,7 @@
 """dlib's 68 landmarks of a crop cache, computed once and kept as `<stem>.pts` beside each crop.
 
 Regularisers that place things on the face (Yin et al.'s occluder, `losses/yin.py`) read each training face's
-landmarks; the identity-folder dataset takes them from a `.pts` file beside the image (`data.folders`). A crop
+landmarks; the identity-folder dataset takes them from a `.pts` file beside the image (`readers.folders`). A crop
 cache made by `explainface crop` has none, so this pass adds them: for every crop whose face was detected
 (`crop_index.csv` status "face"), dlib's 68-point predictor runs on the *source* image inside the detector's box
 (the predictor was trained on dlib HOG boxes at source resolution), and the points are moved into the crop's

@@ -9,7 +9,7 @@ gradient norms::
     beta_{s+1} = clamp(rho * EMA||dL_id/dX|| / EMA||dECLoss/dX||, 1e-8, 1e2)
 
 Step 0 uses the initial 1e-5; each step's value comes from the norms of the
-steps before it. Every update is logged (logger ``explainface.beta``) and kept
+steps before it. Every update is logged (`logging.getLogger("explainface.beta")`) and kept
 in the controller's attributes for the trainer's CSV/TensorBoard logs.
 """
 

@@ -1,4 +1,4 @@
-"""dlib's face-recognition ResNet in PyTorch (``dlib_resnet``, issue 23), with dlib's exact semantics.
+"""dlib's face-recognition ResNet in PyTorch (``dlib_resnet``), with dlib's exact semantics.
 
 dlib's ``dlib_face_recognition_resnet_model_v1.dat`` (shipped, CC0, by the ``face_recognition_models`` package;
 99.38% on LFW by dlib's account) maps a 150x150 aligned RGB chip to a 128-d embedding; two faces are the same

@@ -1,4 +1,4 @@
-"""insightface's iresnet face backbones (iresnet18/34/50/100) with a 14x14 target layer (issue 16).
+"""insightface's iresnet face backbones (iresnet18/34/50/100) with a 14x14 target layer.
 
 The layout of insightface's ``recognition/arcface_torch/backbones/iresnet.py`` (the "improved" residual
 network of ArcFace, Deng et al., CVPR 2019: LResNet-E-IR), read for its layout only; the code here is our own.
@@ -20,8 +20,8 @@ theirs only with ``target_act="none"``: the default puts a ReLU (``act3``, no pa
 ``layer3`` and ``layer4``, which their network does not have. Their models also expect aligned 112 px faces
 normalised as ``(x / 255 - 0.5) / 0.5`` (the same normalisation as our data; our crops are not aligned).
 
-**Target layer: ``act3``, a ReLU on the output of ``layer3``** (decision, docs/decisions.md "iresnet backbones
-(issue 16)"). At 112 px ``layer3`` runs at 14x14. Why this module:
+**Target layer: ``act3``, a ReLU on the output of ``layer3``** (decision, docs/decisions.md "iresnet
+backbones"). At 112 px ``layer3`` runs at 14x14. Why this module:
 
 * it is on the main path: the embedding is a function of the target map alone, so `forward_features` /
   `forward_head` split the network there (the trainer's `forward_with_features`, ``why``'s channel ablation,

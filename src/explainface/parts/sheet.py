@@ -2,7 +2,7 @@
 
 `part_contact_sheet` picks images from a folder (recursively), takes their landmarks from a same-stem `.pts`
 file or else from dlib's 68-point predictor, crops each with the project's no-alignment crop
-(`part_masks.face_parts_for_crop`) and draws three tiles per image at the crop size. Bad images (unreadable,
+(`parts.masks.face_parts_for_crop`) and draws three tiles per image at the crop size. Bad images (unreadable,
 malformed `.pts`, no face for the predictor) are skipped, counted and named; the sheet keeps drawing until it
 has `n` images or the folder runs out. The `parts` command wraps it.
 """

@@ -1,4 +1,4 @@
-"""dlib's serialized deep networks (``.dat``), read and written in pure Python: no dlib needed (issue 23).
+"""dlib's serialized deep networks (``.dat``), read and written in pure Python: no dlib needed.
 
 The format is dlib's own (``dlib/serialize.h``, ``dlib/float_details.h``, ``dlib/dnn/{core,layers,loss,input}.h``;
 the reading here is ours, checked against the files):

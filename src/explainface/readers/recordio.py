@@ -58,7 +58,7 @@ class IRHeader(NamedTuple):
 
 
 def pack_header(header: IRHeader, image: bytes = b"") -> bytes:
-    """Payload of an image record, as mxnet's `recordio.pack`: header, extra labels, image bytes.
+    """Payload of an image record, as mxnet's `mxnet.recordio.pack`: header, extra labels, image bytes.
 
     A scalar label is stored in the header (flag 0); a sequence is stored after it, flag = its length.
     """

@@ -1,4 +1,4 @@
-"""The retrofit: explainability added to a pretrained recogniser without retraining it (issue 23).
+"""The retrofit: explainability added to a pretrained recogniser without retraining it.
 
 A short fine-tune of the pretrained network in which ECLoss-fit's map terms (`losses.fit.FIT_RECIPE`: template
 fit, channel diversity, consistency in the face's frame) make its target layer part-like, while the preservation

@@ -3,7 +3,7 @@ that the channel dictionary assigns to the part are replaced (docs/why.md).
 
 Baselines for the replaced channels (option ``baseline``):
 
-* ``mean`` (the method of issue 21): the channels' mean over reference faces, in *both* faces. Both faces then
+* ``mean`` (the first version of `why`): the channels' mean over reference faces, in *both* faces. Both faces then
   carry the same values in those channels, which pulls every pair together: replacing all channels gives
   cosine 1, so a part's score is biased down by its share of that pull (a demo pair: forehead -0.05 by channels,
   +0.30 by occlusion).

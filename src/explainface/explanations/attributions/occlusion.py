@@ -1,7 +1,7 @@
 """The occlusion attribution: a part's score is how much the pair's cosine drops when the part's region (from the
 68 landmarks) is painted mid-grey (0 after normalisation) and the whole network runs again (docs/why.md).
 
-Option ``sides``: ``both`` (issue 21's method: the part covered in both faces at once) or ``each`` (the mean of
+Option ``sides``: ``both`` (the first version of `why`: the part covered in both faces at once) or ``each`` (the mean of
 covering it in A alone and in B alone: the grey of one face is not matched by the grey of the other)."""
 
 from __future__ import annotations
