@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explainface.files import json_safe
+from explainface.files import atomic_write_json, atomic_write_text
 from explainface.parts.labels import PART_NAMES
 from explainface.parts.samples import (
     SYNTHETIC,
@@ -58,7 +58,7 @@ def explain(
     from explainface.evaluate.peak_locations import PeakLocations
     from explainface.faces.crop import model_cut
     from explainface.inputs import to_tensor
-    from explainface.models.capture import FeatureCapture, find_module
+    from explainface.models.capture import find_module, target_maps
     from explainface.training.checkpoint import load_model, model_name
 
     start = time.perf_counter()
@@ -77,9 +77,8 @@ def explain(
     peaks = PeakLocations(size)
     for chunk in batched(samples, batch):
         x = torch.stack([to_tensor(s.image) for s in chunk]).to(device)
-        with FeatureCapture(net, layer, detach=True) as cap:
-            net(x)
-        maps = cap.output.float().cpu()
+        with torch.no_grad():
+            maps = target_maps(net, x, layer, detach=True).float().cpu()
         labels = torch.from_numpy(np.stack([s.labels for s in chunk]))
         acc.add(maps, masks_from_labels(labels))
         peaks.add(maps, np.stack([s.image for s in chunk]))
@@ -106,7 +105,7 @@ def explain(
     if out is not None:
         write_channel_dictionary(rep["channels"], out)
         write_peak_locations(peaks, {ch["channel"]: ch.get("part") for ch in rep["channels"]}, out, label)
-        (out / "explainability.json").write_text(json.dumps(json_safe(result), indent=2))
+        atomic_write_json(out / "explainability.json", result)
     return result
 
 
@@ -115,7 +114,7 @@ def write_peak_locations(peaks, channel_parts: dict, out: Path, label: str) -> d
     from explainface.evaluate.peak_locations import average_peak_figure
 
     where = peaks.report()
-    (out / "peak_locations.json").write_text(json.dumps(json_safe(where), indent=2))
+    atomic_write_json(out / "peak_locations.json", where)
     average_peak_figure(peaks.mean_face(), where, channel_parts, out / "average_peaks.png",
                         title=f"Average peak location: {label}")  # fmt: skip
     return where
@@ -127,9 +126,9 @@ def average_peaks(model: str | Path, data: str | Path, out_dir: str | Path, limi
     """Only the average peak locations of `explain` (same faces, same files), e.g. for runs explained before it
     existed; channels are coloured by the part of `out_dir`'s channel_dictionary.json when there is one."""
     from explainface.evaluate.peak_locations import PeakLocations
-    from explainface.evaluate.scoring import target_maps
     from explainface.faces.crop import model_cut
     from explainface.inputs import to_tensor
+    from explainface.models.capture import target_maps
     from explainface.training.checkpoint import load_model
 
     out = Path(out_dir)
@@ -152,7 +151,7 @@ def average_peaks(model: str | Path, data: str | Path, out_dir: str | Path, limi
 
 def write_channel_dictionary(channels: list[dict], out: Path) -> None:
     """`channel_dictionary.json` and a readable `channel_dictionary.md`: channels grouped by dominant part."""
-    (out / "channel_dictionary.json").write_text(json.dumps(json_safe(channels), indent=2))
+    atomic_write_json(out / "channel_dictionary.json", channels)
     header = "| part | channels | mean frequency | channel (frequency) |"
     lines = ["# Channel dictionary", "", header, "|---|---|---|---|"]
     by_part: dict[str, list[dict]] = {}
@@ -166,7 +165,7 @@ def write_channel_dictionary(channels: list[dict], out: Path) -> None:
         listed = ", ".join(f"{c['channel']} ({c['frequency']:.2f})" for c in cs[:12] if c["frequency"] is not None)
         more = f", ... {len(cs) - 12} more" if len(cs) > 12 else ""
         lines.append(f"| {part} | {len(cs)} | {mean} | {listed}{more} |")
-    (out / "channel_dictionary.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "channel_dictionary.md", "\n".join(lines) + "\n")
 
 
 def summary_line(result: dict) -> str:

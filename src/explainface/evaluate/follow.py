@@ -55,7 +55,7 @@ def follow_test(model, images: Sequence[np.ndarray], shift: int = DEFAULT_SHIFT,
     """`peak_moves` of a model (checkpoint path or module, see `load_model`) on model-input RGB images (resized to
     the model's input size where they differ)."""
     from explainface.inputs import to_tensor
-    from explainface.models.capture import FeatureCapture
+    from explainface.models.capture import target_maps
     from explainface.readers.images import resize_image
     from explainface.training.checkpoint import load_model
 
@@ -64,13 +64,12 @@ def follow_test(model, images: Sequence[np.ndarray], shift: int = DEFAULT_SHIFT,
         raise ValueError("follow_test: no images")
     images = [resize_image(x, lm.input_size) for x in images]  # a no-op at the input size
     a, b = [], []
-    with torch.no_grad(), FeatureCapture(lm.model, lm.layer, detach=True) as cap:
+    with torch.no_grad():
         for i in range(0, len(images), batch):
             chunk = images[i : i + batch]
-            lm.model(torch.stack([to_tensor(x) for x in chunk]).to(device))
-            a.append(cap.output.float().cpu())
-            lm.model(torch.stack([to_tensor(shift_right(x, shift)) for x in chunk]).to(device))
-            b.append(cap.output.float().cpu())
+            for out, shown in ((a, chunk), (b, [shift_right(x, shift) for x in chunk])):
+                x = torch.stack([to_tensor(im) for im in shown]).to(device)
+                out.append(target_maps(lm.model, x, lm.layer).float().cpu())
     maps_a, maps_b = torch.cat(a), torch.cat(b)
     expected = shift * maps_a.shape[-1] / lm.input_size
     return {**peak_moves(maps_a, maps_b, expected), "shift_px": shift, "expected_cells": expected}

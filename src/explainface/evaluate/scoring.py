@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from explainface.models.base import LoadedModel
+from explainface.models.capture import target_maps
 from explainface.models.modes import eval_mode
 
 _SCORERS: dict[str, Callable[..., PairScorer]] = {}
@@ -99,17 +99,6 @@ class CosineScorer(PairScorer):
 
     def score(self, fa: torch.Tensor, fb: torch.Tensor) -> np.ndarray:
         return (fa.double() * fb.double()).sum(1).numpy()
-
-
-def target_maps(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
-    """The target-layer maps of a batch (the model's own `forward_features` when `layer` is its target layer)."""
-    if hasattr(model, "forward_features") and layer in (None, getattr(model, "target_layer", None)):
-        return model.forward_features(x)
-    from explainface.models import FeatureCapture
-
-    with FeatureCapture(model, layer or model.target_layer) as cap:
-        model(x)
-    return cap.output
 
 
 @register_scorer("xcos")

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from explainface.errors import InputError
 from explainface.evaluate.verification import plot_roc, verification_report
-from explainface.files import atomic_write_text
+from explainface.files import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from torch import nn
@@ -459,7 +459,7 @@ def verify(
                  "pairs": pairs, "root": root, "protocol": protocol, "is_dlib": is_dlib}  # fmt: skip
     result = _result(rep, extra, described, pl, skipped, keep, times)
     if out_dir is not None:
-        (out / "verification.json").write_text(json.dumps(result, indent=2))
+        atomic_write_json(out / "verification.json", result)
     else:
         scratch.cleanup()
     return result

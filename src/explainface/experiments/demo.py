@@ -13,7 +13,6 @@ to its end instead of being cut off).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +104,7 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
     """Run the demo into `out_dir`; returns the summary (also written to summary.json)."""
     import shutil
 
-    from explainface.files import json_safe
+    from explainface.files import atomic_write_json
     from explainface.report.build import assemble_report, evaluate_model, export_heldout_faces
     from explainface.training.trainer import Trainer
 
@@ -172,6 +171,6 @@ def demo(out_dir: str | Path = "explainface-demo", plan: DemoPlan | None = None,
             for (_, name, _), e in zip(NETWORKS, entries)
         },
     }
-    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
+    atomic_write_json(out / "summary.json", summary)
     say(f"report: {report}")
     return summary

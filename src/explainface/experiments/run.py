@@ -37,7 +37,7 @@ from explainface.experiments.methods import (
     run_references,
     slug,
 )
-from explainface.files import atomic_write_json
+from explainface.files import atomic_write_json, atomic_write_text
 from explainface.parts.samples import SYNTHETIC
 from explainface.stats import mean_se, paired_test
 from explainface.training.config import TrainConfig, config_from_dict, load_config
@@ -549,7 +549,7 @@ def run_experiment(plan: ExperimentPlan, out_dir: str | Path, progress: bool = T
     _atomic_json(out / "results.json", results)
     from explainface.experiments.tables import tables_markdown
 
-    (out / "tables.md").write_text(tables_markdown(results))
+    atomic_write_text(out / "tables.md", tables_markdown(results))
     say("pictures and the page")
     page = write_page(results, out, plan, sets, seeds)
     timing["total_seconds_this_session"] = time.perf_counter() - start

@@ -40,7 +40,6 @@ with a paired t-test) and ``deletion_curves.png``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -407,7 +406,7 @@ def faithfulness(
     from tqdm import tqdm
 
     from explainface.evaluate.scoring import create_scorer
-    from explainface.files import json_safe
+    from explainface.files import atomic_write_json, json_safe
     from explainface.inputs import to_tensor
     from explainface.models.base import LoadedModel
     from explainface.readers.pairs import PairList, read_pairs
@@ -453,7 +452,7 @@ def faithfulness(
     result = _faithfulness_result(loaded, plist, seed, limit, orders, counts, summary, records, start)
     result = json_safe(result)
     if out is not None:
-        (out / "faithfulness.json").write_text(json.dumps(result, indent=2))
+        atomic_write_json(out / "faithfulness.json", result)
         deletion_figure(summary, out / "deletion_curves.png",
                         title=f"Deletion curves: {loaded.label}, {len(records)} pairs")  # fmt: skip
     return result

@@ -30,16 +30,15 @@ def layer_maps(model: nn.Module, images: Sequence[np.ndarray], layer: str | None
     """Feature maps [N, C, h, w] (float32, CPU) of uint8 face images at `layer` (default the target layer), eval
     mode; the model's previous mode is restored."""
     from explainface.inputs import to_tensor
-    from explainface.models.capture import FeatureCapture
+    from explainface.models.capture import target_maps
     from explainface.models.modes import eval_mode
 
     if not len(images):
         raise ValueError("no images")
     p = next(model.parameters())
     x = torch.stack([to_tensor(np.ascontiguousarray(im)) for im in images]).to(device=p.device, dtype=p.dtype)
-    with eval_mode(model), FeatureCapture(model, layer_name(model, layer), detach=True) as cap:
-        model(x)
-    return cap.output.float().cpu()
+    with eval_mode(model):
+        return target_maps(model, x, layer_name(model, layer), detach=True).float().cpu()
 
 
 def top_channels(maps: torch.Tensor, n: int) -> list[int]:

@@ -89,6 +89,7 @@ from torch import nn
 from explainface.faces.occlusion import FRAME, WINDOW, occlude
 from explainface.losses.base import MapRegularizer, Regularizer, StepContext
 from explainface.losses.registry import register_regularizer
+from explainface.models.capture import embedding_and_maps
 
 __all__ = [
     "FAD_KEEP",
@@ -269,21 +270,6 @@ def _check_sad(sigma: float, keep: float) -> None:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
 
 
-def _features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(embedding, target maps) of a second forward pass."""
-    fwd = getattr(model, "forward_with_features", None)
-    if callable(fwd):
-        return fwd(x)
-    layer = getattr(model, "target_layer", None)
-    if layer is None:
-        raise TypeError(f"{type(model).__name__} has neither forward_with_features nor a target_layer")
-    from explainface.models.capture import FeatureCapture
-
-    with FeatureCapture(model, layer) as cap:
-        emb = model(x)
-    return emb, cap.output
-
-
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The CPU generator of training step `step`: a function of (seed, step) only, so a resumed run (and every
     DDP process) draws the same windows."""
@@ -358,7 +344,7 @@ class YinLoss(Regularizer):
         amp = ctx.maps.dtype if ctx.maps.dtype in (torch.float16, torch.bfloat16) else None
         autocast = torch.autocast(occ.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
         with autocast:
-            emb_o, maps_o = _features(ctx.model, occ)
+            emb_o, maps_o = embedding_and_maps(ctx.model, occ)
         if maps_o.shape[1:] != ctx.maps.shape[1:]:
             raise ValueError(
                 f"the occluded branch's target maps {tuple(maps_o.shape)} differ from the step's "

@@ -114,3 +114,29 @@ def capture_features(model: nn.Module, x: torch.Tensor, layer: str, detach: bool
     with FeatureCapture(model, layer, detach=detach) as cap:
         out = model(x)
     return out, cap.output
+
+
+def target_maps(model: nn.Module, x: torch.Tensor, layer: str | None = None, detach: bool = False) -> torch.Tensor:
+    """The maps [B, C, h, w] of batch `x` at `layer` (default: the model's target layer): the model's own
+    `forward_features` when that is the layer (no head run), else a hook on the named module during a forward
+    pass. The one way every pipeline reads a batch's target-layer maps."""
+    name = layer_name(model, layer)
+    if hasattr(model, "forward_features") and name == getattr(model, "target_layer", None):
+        maps = model.forward_features(x)
+    else:
+        with FeatureCapture(model, name) as cap:
+            model(x)
+        maps = cap.output
+    return maps.detach() if detach else maps
+
+
+def embedding_and_maps(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> tuple[torch.Tensor, ...]:
+    """(embedding, target-layer maps) of batch `x` in one forward pass, both with their graphs (training): the
+    model's `forward_with_features` when `layer` is its target layer, else a hook on the named module."""
+    name = layer_name(model, layer)
+    fwd = getattr(model, "forward_with_features", None)
+    if fwd is not None and name == getattr(model, "target_layer", None):
+        return fwd(x)
+    with FeatureCapture(model, name) as cap:
+        emb = model(x)
+    return emb, cap.output

@@ -90,7 +90,7 @@ def assemble_report(
     """Draw the pictures of each evaluated model (`entries`: model first, then the baseline, each as returned by
     `evaluate_model` plus a `label`) on `faces` ("synthetic" or image paths) and write `out/report.html`."""
     from explainface.explanations.visualize import visualize
-    from explainface.files import json_safe
+    from explainface.files import atomic_write_json
     from explainface.report.html import render_report
     from explainface.training.checkpoint import model_name
 
@@ -156,7 +156,7 @@ def assemble_report(
         "figures": figures,
         "commands": commands or [],
     }
-    (out / "report.json").write_text(json.dumps(json_safe(report), indent=2))
+    atomic_write_json(out / "report.json", report)
     return render_report(report, out / "report.html")
 
 

@@ -36,9 +36,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from explainface.errors import InputError, TrainingDiverged, TrainingInterrupted
+from explainface.files import atomic_write_json, atomic_write_text
 from explainface.losses import StepContext, create_regularizer, make_beta
 from explainface.losses.beta import regularized_loss
-from explainface.models import FeatureCapture, create_head, identity_loss
+from explainface.models import create_head, identity_loss
+from explainface.models.capture import embedding_and_maps
 from explainface.readers.landmarks import mirror_landmarks
 from explainface.training import distributed as dd
 from explainface.training.checkpoint import (
@@ -77,13 +79,7 @@ class TrainModule(nn.Module):
         self.target_layer = target_layer
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.target_layer is None and hasattr(self.model, "forward_with_features"):
-            emb, feat = self.model.forward_with_features(x)
-        else:
-            layer = self.target_layer or self.model.target_layer
-            with FeatureCapture(self.model, layer) as cap:
-                emb = self.model(x)
-            feat = cap.output
+        emb, feat = embedding_and_maps(self.model, x, self.target_layer)
         return identity_loss(self.head, emb, y), feat, emb
 
 
@@ -373,7 +369,7 @@ class Trainer:
     # ------------------------------------------------------------------- logs
     def _open_logs(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.metrics_path = self.out / "metrics.csv"
         self.val_path = self.out / "val.csv"
         for path, fields in ((self.metrics_path, self.metric_fields), (self.val_path, ["step", "accuracy", "std"])):
@@ -551,9 +547,8 @@ class Trainer:
             "checkpoint": str(self.ckpt_path),
         }
         if self.dist.main:
-            import json
 
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+            atomic_write_json(self.out / "summary.json", summary)
             if self.tb is not None:
                 self.tb.close()
             from explainface.training.plots import plot_curves
