@@ -70,7 +70,7 @@ def test_part_iou_matches_reference_with_many_ties(h, s):
 
 def test_part_iou_stays_exact_when_the_guessed_bracket_misses(monkeypatch):
     """With no slack around the sub-grid guess of t, most brackets miss t: the always-valid fallback runs."""
-    import explainface.evaluate.explainability as ex
+    import explainface.evaluate.topk as ex
 
     monkeypatch.setattr(ex, "_MARGIN", 0.0)
     monkeypatch.setattr(ex, "_REFINE_MARGIN", 0.0)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from explainface.evaluate.explainability import top_masks
+from explainface.evaluate.topk import top_masks
 from explainface.explanations.overlay import heat_overlay, top_overlay
 from explainface.models.capture import layer_name
 from explainface.models.maps import upsample_maps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from explainface.evaluate.explainability import TOP_FRACTION, top_masks
+from explainface.evaluate.topk import TOP_FRACTION, top_masks
 from explainface.models.maps import upsample_maps
 
 #: Colour map of the overlay (Figure 6 style: blue at the mask's edge, red at the channel's peak).
