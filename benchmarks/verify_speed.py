@@ -26,7 +26,7 @@ import torch
 from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from explainface.evaluate.verification import verification_report
-from explainface.evaluate.verify import verify
+from explainface.evaluate.verification_pipeline import verify
 from explainface.models import create_model
 from explainface.training.checkpoint import save_checkpoint
 from explainface.training.config import load_config

@@ -16,14 +16,14 @@ PIPELINES = ("verify", "explain", "faithfulness", "visualize", "why", "build_rep
 
 
 def test_every_top_level_name_resolves_to_the_library_object():
-    import explainface.evaluate.verify
+    import explainface.evaluate.verification_pipeline
     import explainface.models
     import explainface.training.trainer
 
     for name in ef.__all__:
         assert getattr(ef, name) is not None, name
     assert ef.train is explainface.training.trainer.train
-    assert ef.verify is explainface.evaluate.verify.verify
+    assert ef.verify is explainface.evaluate.verification_pipeline.verify
     assert ef.create_model is explainface.models.create_model
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         ef.nope  # noqa: B018

@@ -99,7 +99,7 @@ def ckpt(tmp_path_factory) -> Path:
 
 
 def _verify(ckpt, pairs, out, **kw):
-    from explainface.evaluate.verify import verify
+    from explainface.evaluate.verification_pipeline import verify
 
     kw.setdefault("detector", "haar")
     kw.setdefault("workers", 0)
@@ -232,7 +232,7 @@ def test_one_class_pairs_leave_auc_undefined(same):
 
 
 def test_verify_on_one_class_pairs_says_auc_is_undefined_and_stores_null(tmp_path, ckpt):
-    from explainface.evaluate.verify import summary_line
+    from explainface.evaluate.verification_pipeline import summary_line
 
     _identity_tree(tmp_path / "f")
     rows = [(_rel(a), _rel(b), s) for a, b, s in PAIRS if s]

@@ -99,7 +99,7 @@ def test_malformed_or_inconsistent_cfp_files_are_named_with_the_line(tmp_path):
 
 def test_verify_crops_a_nested_layout_file_by_file_and_runs_the_cfp_protocol(tmp_path):
     from checkpoints import tiny_checkpoint
-    from explainface.evaluate.verify import verify
+    from explainface.evaluate.verification_pipeline import verify
 
     root = make_release(tmp_path / "cfp")
     ckpt = tiny_checkpoint(tmp_path / "ckpt.safetensors", input_size=112)

@@ -354,7 +354,7 @@ def test_the_detector_crops_every_evaluation_set_and_is_part_of_the_experiment(t
     """--detector reaches verify and explain, keeps its own crop cache, is in the reproduce command, and a folder
     evaluated with another detector is refused (the default leaves plan.json as before the option existed)."""
     import explainface.evaluate.explainability_pipeline as pipeline
-    import explainface.evaluate.verify as verify_module
+    import explainface.evaluate.verification_pipeline as verify_module
     from explainface.experiments.run import EvalSet, crop_cache, evaluate_run, fix_steps, reproduce_command
 
     seen = {}

@@ -145,7 +145,7 @@ def test_verify_end_to_end_on_an_exported_synthetic_pair_set(tmp_path):
 
 
 def test_missing_images_are_named(tmp_path):
-    from explainface.evaluate.verify import verify
+    from explainface.evaluate.verification_pipeline import verify
 
     csv = tmp_path / "pairs.csv"
     csv.write_text("path_a,path_b,same\nnowhere/a.jpg,nowhere/b.jpg,1\n")
@@ -159,7 +159,7 @@ def test_dlib_reference_runs_on_a_few_real_lfw_pairs(lfw_pairs, tmp_path):
 
     if importlib.util.find_spec("face_recognition_models") is None:
         pytest.skip("face_recognition_models is not installed (pip install face_recognition_models)")
-    from explainface.evaluate.verify import verify
+    from explainface.evaluate.verification_pipeline import verify
     from explainface.readers.pairs import read_pairs, write_csv_pairs
 
     pl = read_pairs(lfw_pairs)

@@ -48,7 +48,7 @@ _EXPORTS = {
     "retrofit": "explainface.training.retrofit",
     "load_model": "explainface.training.checkpoint",
     # evaluate, explain, report
-    "verify": "explainface.evaluate.verify",
+    "verify": "explainface.evaluate.verification_pipeline",
     "explain": "explainface.evaluate.explainability_pipeline",
     "faithfulness": "explainface.explanations.faithfulness",
     "visualize": "explainface.explanations.visualize",

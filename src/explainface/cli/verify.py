@@ -1,4 +1,4 @@
-"""`explainface verify`: 10-fold accuracy, AUC, EER, TAR@FAR and ROC on pairs (`explainface.evaluate.verify`)."""
+"""`explainface verify`: 10-fold accuracy, AUC, EER, TAR@FAR and ROC on pairs (`evaluate.verification_pipeline`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from explainface.faces.detect import DETECTORS
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from explainface.evaluate.verify import summary_line, verify
+    from explainface.evaluate.verification_pipeline import summary_line, verify
 
     result = verify(
         args.model, args.pairs, args.out, root=args.root, crops_dir=args.crops, detector=args.detector,

@@ -350,7 +350,7 @@ def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPl
     start = time.perf_counter()
     metrics: dict[str, Any] = {}
     if es.pairs:
-        from explainface.evaluate.verify import verify
+        from explainface.evaluate.verification_pipeline import verify
 
         v = verify(checkpoint, es.pairs, path.parent / "verify", crops_dir=cache / es.name, workers=2,
                    detector=plan.detector, progress=progress)  # fmt: skip

@@ -64,7 +64,7 @@ def evaluate_model(
     """verification.json (when `pairs` is given) and explainability.json of one model (a checkpoint path, an
     `nn.Module` or a `LoadedModel`) under `out`; returns both results."""
     from explainface.evaluate.explainability_pipeline import explain
-    from explainface.evaluate.verify import verify
+    from explainface.evaluate.verification_pipeline import verify
 
     res: dict = {"checkpoint": model, "verification": None, "roc": None}
     if pairs is not None:
