@@ -237,7 +237,7 @@ def test_summary_table_holds_the_given_numbers_formatted(report, tmp_path):
     assert page.row(t, "AUC")[:2] == ["0.9837", "0.9851 \u2713"]
     assert page.row(t, "EER")[:2] == ["6.23%", "5.90% \u2713"]
     assert page.row(t, "PE (part explainability)")[:2] == ["0.3812 \u00b1 0.0041 \u2713", "0.2214 \u00b1 0.0052"]
-    assert page.row(t, "LS (location consistency)")[:2] == ["0.2817 \u2713", "0.1533"]
+    assert page.row(t, "LS (location consistency)")[:2] == ["0.28170 \u2713", "0.15330"]
 
 
 def test_summary_difference_column_is_first_minus_second(report, tmp_path):
@@ -268,9 +268,9 @@ def test_verification_table_lists_tar_at_each_far(report, tmp_path):
 def test_explainability_table_holds_the_given_numbers(report, tmp_path):
     page, _ = _page(report, tmp_path)
     t = "explainability-table"
-    assert page.row(t, "AR (peaks per map)")[:2] == ["1.43 \u00b1 0.03 \u2713", "0.50 \u00b1 0.06"]
-    assert page.row(t, "Zero maps")[:2] == ["8.10% \u2713", "14.20%"]
-    assert page.row(t, "Maps with \u2264 2 peaks")[:2] == ["91.20% \u2713", "55.30%"]
+    assert page.row(t, "AR (peaks per map)")[:2] == ["1.430 \u00b1 0.030 \u2713", "0.500 \u00b1 0.060"]
+    assert page.row(t, "Zero maps")[:2] == ["8.1% \u2713", "14.2%"]
+    assert page.row(t, "Maps with \u2264 2 peaks")[:2] == ["91.2% \u2713", "55.3%"]
     assert page.row(t, "Channels active at least once")[:2] == ["7", "8"]
     assert page.row(t, "Channels in the layer")[:2] == ["8", "8"]
 
@@ -333,9 +333,9 @@ def test_missing_and_non_finite_numbers_render_as_dashes(report, tmp_path):
     t = "summary-table"
     assert page.row(t, "Verification accuracy") == [DASH, "94.55% \u00b1 0.98", DASH]
     assert page.row(t, "PE (part explainability)") == ["0.3812 \u00b1 0.0041", DASH, DASH]
-    assert page.row(t, "LS (location consistency)") == ["0.2817", DASH, DASH]
-    assert page.row(t, "AR (peaks per map)") == ["1.43 \u00b1 0.03", DASH, DASH]
-    assert page.row("explainability-table", "Zero maps")[1] == "25.00%"
+    assert page.row(t, "LS (location consistency)") == ["0.28170", DASH, DASH]
+    assert page.row(t, "AR (peaks per map)") == ["1.430 \u00b1 0.030", DASH, DASH]
+    assert page.row("explainability-table", "Zero maps")[1] == "25.0%"
 
 
 def test_sections_without_results_say_so_instead_of_a_table(report, tmp_path):

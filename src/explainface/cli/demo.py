@@ -51,12 +51,25 @@ def _cmd_demo(args) -> int:
     p = s["plan"]
     print(f"\nboth networks: {p['model']} width {p['width']:g} at {p['input_size']} px, "
           f"{s['steps_per_network']} steps; measured on held-out synthetic faces")  # fmt: skip
-    width = max(22, *(len(m["label"].split(":")[0]) + 2 for m in s["models"].values()))
-    print(f"{'':<{width}}{'accuracy':>16}{'PE':>18}{'LS':>9}{'AR':>15}")
-    for m in s["models"].values():
-        print(
-            f"{m['label'].split(':')[0]:<{width}}{100 * m['accuracy_mean']:>9.2f}% +- {100 * m['accuracy_std']:.2f}"
-            f"{m['pe_mean']:>10.4f} +- {m['pe_se']:.4f}{m['ls']:>9.4f}{m['ar_mean']:>8.2f} +- {m['ar_std']:.2f}"
-        )
+    print(demo_table(s["models"]))
     print(f"\nopen {s['report']} in a browser (took {s['seconds'] / 60:.1f} min)")
     return 0
+
+
+#: The metrics the demo prints (their formats: `metric_table.METRICS`).
+PRINTED = ("accuracy_mean", "pe_mean", "ls", "ar_mean")
+
+
+def demo_table(models: dict) -> str:
+    """The demo's networks side by side in plain text, each metric in its unit with its spread."""
+    from explainface.metric_table import METRICS
+
+    metrics = [METRICS[k] for k in PRINTED]
+    rows = [["", *(m.label.split(" (")[0] for m in metrics)]]
+    for e in models.values():
+        cells = [m.with_spread(e.get(m.key), e.get(m.spread) if m.spread else None) for m in metrics]
+        rows.append([e["label"].split(":")[0], *cells])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)  # fmt: skip
+

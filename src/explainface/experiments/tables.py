@@ -12,44 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from explainface.metric_table import DASH, METRICS, Metric
+
 #: Significance level for marking the better value.
 ALPHA = 0.05
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    key: str
-    table: str  # the paper's table, or "" for ours
-    title: str
-    better: str  # "higher" | "lower" | "nearer 1" | "" (none)
-    kind: str  # "percent" | "float" | "share" | "peaks" | "lsfloat" | "count" | "px"
+#: The metrics an experiment tables, in this order (their definitions: `metric_table.METRICS`).
+TABLED = ("accuracy_mean", "pe_mean", "ls", "ar_mean", "at_most_two_share", "channel_overlap", "follows", "parts_owned",
+          "peak_spread")  # fmt: skip
 
-
-METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("accuracy_mean", "Table 3", "Verification accuracy (10-fold)", "higher", "percent"),
-    MetricSpec("pe_mean", "Table 2", "Part explainability (PE)", "higher", "float"),
-    MetricSpec("ls", "Table 4", "Location consistency (LS)", "higher", "lsfloat"),
-    # fewer peaks is better (paper Table 5), down to one: below 1 only zero (dead) maps can take a mean
-    MetricSpec("ar_mean", "Table 5", "Activation robustness (AR: peaks per map)", "nearer 1", "peaks"),
-    MetricSpec("at_most_two_share", "", "Share of maps with at most two peaks", "higher", "share"),
-    # no better side: a collapsed network (every channel on one large part) has a high overlap; read it beside PE
-    MetricSpec("channel_overlap", "", "Channel overlap (mean IoU of two channels' top-10% masks)", "", "float"),
-    # a part detector's peak moves with the face; one fixed in the image stays (explainface.evaluate.follow)
-    MetricSpec(
-        "follows", "", "Channels that follow the face (peaks moving with a face moved 16 px)", "higher", "share"
-    ),  # fmt: skip
-    MetricSpec(
-        "parts_owned",
-        "",
-        "Parts owned (parts whose channel picks them in at least half of the faces)",
-        "higher",
-        "count",
-    ),  # fmt: skip
-    # Yin et al.'s average location: how far a channel's peak wanders over faces (a part moves only with the face)
-    MetricSpec(
-        "peak_spread", "", "Peak spread (px: s.d. of each channel's peak location over faces)", "lower", "px"
-    ),  # fmt: skip
-)
 
 # The paper's numbers (Lin et al., Tables 2-5): network -> (softmax, ECLoss) per dataset.
 PAPER: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
@@ -128,40 +100,11 @@ class Table:
     note: str = ""
 
 
-def fmt(x: float | None, kind: str) -> str:
-    if x is None or not math.isfinite(x):
-        return "\u2014"
-    if kind == "percent":
-        return f"{100 * x:.2f}%"
-    if kind == "share":
-        return f"{100 * x:.1f}%"
-    if kind == "peaks":
-        return f"{x:.3f}"
-    if kind == "lsfloat":
-        return f"{x:.5f}"
-    if kind in ("count", "px"):
-        return f"{x:.2f}"
-    return f"{x:.4f}"
-
-
-def _fmt_se(mean: float | None, se: float | None, kind: str) -> str:
-    text = fmt(mean, kind)
-    if se is not None and math.isfinite(se) and text != "\u2014":
-        text += " \u00b1 " + fmt(se, kind).rstrip("%")
-    return text
-
-
-def _fmt_diff(p: dict | None, kind: str) -> str:
+def _fmt_diff(p: dict | None, m: Metric) -> str:
     if not p or p.get("diff") is None or not math.isfinite(p["diff"]):
-        return "\u2014"
-    d = p["diff"]
-    scale = 100 if kind in ("percent", "share") else 1
-    digits = {"percent": 2, "share": 1, "peaks": 3, "lsfloat": 5}.get(kind, 4)
-    unit = " pp" if kind in ("percent", "share") else ""
-    sign = "+" if d >= 0 else "\u2212"
-    text = f"{sign}{abs(d) * scale:.{digits}f}{unit}"
+        return DASH
     pv = p.get("p_value")
-    return text + (f" (p={pv:.3f})" if pv is not None and math.isfinite(pv) else " (p \u2014)")
+    return m.format_delta(p["diff"]) + (f" (p={pv:.3f})" if pv is not None and math.isfinite(pv) else f" (p {DASH})")
 
 
 def build_tables(results: dict) -> list[Table]:
@@ -171,7 +114,7 @@ def build_tables(results: dict) -> list[Table]:
     sets = results["plan"]["eval_sets"]
     network = paper_network(results["plan"]["model"])
     tables = []
-    for spec in METRICS:
+    for spec in (METRICS[k] for k in TABLED):
         measured = [s for s in sets if any(spec.key in results["methods"][m]["mean"].get(s, {}) for m in methods)]
         if not measured:
             continue
@@ -192,31 +135,30 @@ def build_tables(results: dict) -> list[Table]:
             cells = []
             for s in measured:
                 mean, se = res["mean"].get(s, {}).get(spec.key), res["se"].get(s, {}).get(spec.key)
-                cells.append(Cell(_fmt_se(mean, se, spec.kind), _is_better(results, m, s, spec)))
+                cells.append(Cell(spec.with_spread(mean, se), _is_better(results, m, s, spec)))
                 if ref is not None and len(methods) > 1:
                     p = results["paired"].get(m, {}).get(s, {}).get(spec.key) if m != ref else None
-                    cells.append(Cell(_fmt_diff(p, spec.kind) if m != ref else ""))
+                    cells.append(Cell(_fmt_diff(p, spec) if m != ref else ""))
             for d in papers:
-                cells.append(Cell(fmt(paper_value(spec.key, network, m, d), spec.kind)))
+                cells.append(Cell(spec.format(paper_value(spec.key, network, m, d))))
             label = f"{m} (n={res['n']})"
             rows.append((label, cells))
         better = f", {spec.better} is better" if spec.better else " (no better side: read it beside PE)"
-        caption = f"{spec.table + ': ' if spec.table else ''}{spec.title}{better}"
+        caption = f"{spec.paper_table + ': ' if spec.paper_table else ''}{spec.title}{better}"
         note = (f"mean \u00b1 standard error over seeds; \u0394 = paired difference against {ref} over the same "
                 f"seeds, p = paired t-test; bold = the better of a pair that differs at p < {ALPHA}.")  # fmt: skip
         tables.append(Table(spec.key, caption, columns, rows, note))
     return tables
 
 
-def _is_better(results: dict, method: str, eval_set: str, spec: MetricSpec) -> bool:
+def _is_better(results: dict, method: str, eval_set: str, spec: Metric) -> bool:
     """Whether `method`'s cell is the better side of a significant paired difference (against the reference, or
     for the reference: against any method)."""
     ref = results.get("reference")
 
     def score(m: str) -> float:
         x = results["methods"][m]["mean"].get(eval_set, {}).get(spec.key)
-        x = math.nan if x is None else x
-        return {"higher": x, "lower": -x, "nearer 1": -abs(x - 1)}.get(spec.better, math.nan)
+        return spec.score(math.nan if x is None else x)
 
     def significant(m: str) -> bool:
         p = results["paired"].get(m, {}).get(eval_set, {}).get(spec.key)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explainface.files import atomic_write_text
+from explainface.metric_table import HIGHER, LOWER, METRICS, Metric, better_index
 from explainface.parts.labels import PART_COLORS, PART_NAMES
 
 #: Section ids, in page order (stable: links and tests use them).
@@ -144,12 +145,7 @@ def _fmt_delta(d: float | None, kind: str) -> str:
     return f"{sign}{_fmt(mag, kind)}"
 
 
-HIGHER, LOWER, NEAR_ONE = "higher", "lower", "near one"
-_SCORE: dict[str, Callable[[float], float]] = {
-    HIGHER: lambda x: x,
-    LOWER: lambda x: -x,
-    NEAR_ONE: lambda x: -abs(x - 1),
-}
+_SCORE: dict[str, Callable[[float], float]] = {HIGHER: lambda x: x, LOWER: lambda x: -x}
 
 
 @dataclass(frozen=True)
@@ -161,7 +157,8 @@ class Row:
     key: tuple[str, ...]
     spread: tuple[str, ...] | None = None
     kind: str = "f4"  # see _fmt, or "text"
-    better: str | None = None  # HIGHER, LOWER, NEAR_ONE or None (not compared)
+    better: str | None = None  # HIGHER, LOWER or None (not compared); a metric row: its metric's
+    metric: Metric | None = None  # a metric of `metric_table`: its format and better side (kind/better unused)
 
     def raw(self, model: dict, key: tuple[str, ...] | None = None):
         d = model.get(self.source)
@@ -178,6 +175,9 @@ class Row:
         return _number(v)
 
     def cell(self, model: dict) -> str:
+        if self.metric is not None:
+            spread = _number(self.raw(model, self.spread)) if self.spread else None
+            return self.metric.with_spread(self.value(model), spread)
         if self.kind == "text":
             v = self.raw(model)
             return DASH if v is None or v == "" else esc(v)
@@ -198,14 +198,17 @@ def _metric_table(table_id: str, rows: list[Row], models: list[dict]) -> str:
     lines.append("<tbody>")
     for row in rows:
         vals = [row.value(m) for m in models] if row.kind != "text" else [None] * len(models)
-        best = _better_index(vals, row.better) if two else None
+        best = (better_index(row.metric, vals) if row.metric else _better_index(vals, row.better)) if two else None
         cells = []
         for i, m in enumerate(models):
             cls = ' class="num better"' if i == best else ' class="num"' if row.kind != "text" else ""
             mark = ' <span class="mark" title="better">\u2713</span>' if i == best else ""
             cells.append(f"<td{cls}>{row.cell(m)}{mark}</td>")
         if two:
-            delta = _fmt_delta(vals[0] - vals[1], row.kind) if None not in vals and row.kind != "text" else DASH
+            if row.metric is not None:
+                delta = row.metric.format_delta(vals[0] - vals[1]) if None not in vals else DASH
+            else:
+                delta = _fmt_delta(vals[0] - vals[1], row.kind) if None not in vals and row.kind != "text" else DASH
             cells.append(f'<td class="num delta">{delta if row.kind != "text" else ""}</td>')
         lines.append(f'<tr><th scope="row">{esc(row.label)}</th>{"".join(cells)}</tr>')
     lines.append("</tbody></table>")
@@ -222,14 +225,13 @@ def _better_index(vals: list[float | None], better: str | None) -> int | None:
 
 # --- sections --------------------------------------------------------------------------------------------------
 
-SUMMARY_ROWS = [
-    Row("Verification accuracy", "verification", ("accuracy_mean",), ("accuracy_std",), "pct", HIGHER),
-    Row("AUC", "verification", ("auc",), None, "f4", HIGHER),
-    Row("EER", "verification", ("eer",), None, "pct", LOWER),
-    Row("PE (part explainability)", "explainability", ("pe_mean",), ("pe_se",), "f4", HIGHER),
-    Row("LS (location consistency)", "explainability", ("ls",), None, "f4", HIGHER),
-    Row("AR (peaks per map)", "explainability", ("ar_mean",), ("ar_std",), "f2", NEAR_ONE),
-]
+def metric_row(key: str) -> Row:
+    """The row of a metric of `metric_table.METRICS`: its label, file, spread, format and better side."""
+    m = METRICS[key]
+    return Row(m.label, m.source, (m.key,), (m.spread,) if m.spread else None, metric=m)
+
+
+SUMMARY_ROWS = [metric_row(k) for k in ("accuracy_mean", "auc", "eer", "pe_mean", "ls", "ar_mean")]
 
 
 def _summary(models: list[dict]) -> str:
@@ -280,15 +282,15 @@ def _verification(models: list[dict]) -> str:
 
 
 EXPLAIN_ROWS = [
-    Row("PE (part explainability)", "explainability", ("pe_mean",), ("pe_se",), "f4", HIGHER),
-    Row("LS (location consistency)", "explainability", ("ls",), None, "f4", HIGHER),
+    metric_row("pe_mean"),
+    metric_row("ls"),
     Row("Channels active at least once", "explainability", ("ls_channels",), None, "int"),
     Row("Channels in the layer", "explainability", ("channels",), None, "count"),
-    Row("AR (peaks per map)", "explainability", ("ar_mean",), ("ar_std",), "f2", NEAR_ONE),
-    Row("Zero maps", "explainability", ("zero_share",), None, "pct", LOWER),
-    Row("Maps with \u2264 2 peaks", "explainability", ("at_most_two_share",), None, "pct", HIGHER),
-    Row("Channel overlap (mean IoU of two channels' masks)", "explainability", ("channel_overlap",), None, "f4"),
-    Row("Peak spread (px; s.d. of a channel's peak location)", "explainability", ("peak_spread",), None, "f2", LOWER),
+    metric_row("ar_mean"),
+    metric_row("zero_share"),
+    metric_row("at_most_two_share"),
+    metric_row("channel_overlap"),
+    metric_row("peak_spread"),
     Row("Faces", "explainability", ("images",), None, "int"),
     Row("Layer", "explainability", ("layer",), kind="text"),
 ]
