@@ -156,6 +156,7 @@ def _real_faces(folder, pattern: str, count: int):
     return [files[i] for i in sorted(pick)]
 
 
+@pytest.mark.slow
 @needs_dlib
 @pytest.mark.parametrize("subset, pattern", [("helen/testset", "*.jpg"), ("lfw", "*/*.jpg")])
 def test_chips_are_dlibs_pixel_for_pixel_on_real_faces(subset, pattern):
@@ -212,6 +213,7 @@ def _mean_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(ious))
 
 
+@pytest.mark.slow
 @needs_dlib
 def test_part_masks_from_landmarks_carried_into_helen_chips_agree_with_dlibs_on_the_chip():
     from explainface.faces.chip import chip_face

@@ -53,6 +53,7 @@ def ckpt(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", input_size=56)
 
 
+@pytest.mark.slow
 def test_a_module_and_its_checkpoint_give_the_same_results_and_nothing_is_written(ckpt, tmp_path, monkeypatch):
     from explainface.training.checkpoint import load_model
 

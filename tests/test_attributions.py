@@ -242,6 +242,7 @@ def test_rise_is_seeded_per_pair_and_its_correlation_is_pearsons(context, labels
         assert corr[i, j] == pytest.approx(np.corrcoef(masks[:, i, j].numpy(), scores.numpy())[0, 1], abs=1e-12)
 
 
+@pytest.mark.slow
 def test_the_random_baseline_ranks_a_given_part_first_at_chance_level(context, labels):
     """Over many pairs, a fixed part comes first about 1 / (parts shown) of the time."""
     shown = [p for p in PARTS if bool((labels == PART_NAMES.index(p)).any())]

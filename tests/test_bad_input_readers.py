@@ -473,6 +473,7 @@ def big_jpeg(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_side, k", [(None, 1), (6000, 1), (5000, 1), (3000, 2), (2999, 2), (1500, 4),
                                          (1000, 4), (750, 8), (112, 8), (1, 8)])  # fmt: skip
 def test_big_jpeg_decodes_reduced_keeping_the_long_side_at_least_max_side(big_jpeg, max_side, k):

@@ -511,6 +511,7 @@ def test_the_report_names_skipped_images_and_dropped_pairs(tmp_path, ckpt, monke
     assert "Cat_0002" in path.read_text()
 
 
+@pytest.mark.slow
 def test_dlib_skips_unreadable_images_the_same_way(tmp_path):
     import importlib.util
 

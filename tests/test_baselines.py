@@ -23,6 +23,7 @@ def _xcos_config(reference, steps: int = 6):
     return cfg
 
 
+@pytest.mark.slow
 def test_an_xcos_run_trains_its_pair_head_saves_it_and_resumes_exactly(tmp_path):
     from explainface.training.trainer import Trainer
 
@@ -103,6 +104,7 @@ def test_run_references_resolve_to_the_same_seeds_checkpoint(tmp_path):
                                                     / "last.safetensors")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_visualize_draws_the_xcos_panel_for_an_xcos_checkpoint(tmp_path):
     import cv2
 
@@ -153,6 +155,7 @@ def test_a_yin_run_gets_mirrored_landmarks_and_logs_its_terms(tmp_path, monkeypa
     assert 0 < flips < len(order)  # both cases were checked
 
 
+@pytest.mark.slow
 def test_the_baselines_go_through_one_experiment_with_an_occluded_set(tmp_path):
     import json
     import subprocess

@@ -9,6 +9,7 @@ import explainface
 from explainface.cli import main
 
 
+@pytest.mark.slow
 def test_console_script_prints_help_and_version():
     out = subprocess.run([sys.executable, "-m", "explainface", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "ECLoss" in out.stdout and "models" in out.stdout

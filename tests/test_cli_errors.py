@@ -70,6 +70,7 @@ def test_an_interrupt_says_what_was_saved_and_exits_130(capsys):
     assert isinstance(TrainingInterrupted(1, "c"), KeyboardInterrupt)
 
 
+@pytest.mark.slow
 def test_the_installed_command_prints_no_traceback_for_a_missing_pair_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "explainface", "verify", "--model", str(tmp_path / "m.safetensors"),
                         "--pairs", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "v")],

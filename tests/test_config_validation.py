@@ -225,6 +225,7 @@ def test_the_error_names_the_file_of_the_base_chain_that_set_the_bad_value(tmp_p
         "deep",
     ],  # fmt: skip
 )
+@pytest.mark.slow
 def test_bad_files_and_base_chains_name_the_file(tmp_path, text, error, message):
     _write(tmp_path / "b.yaml", "regularizers: [{name: ecloss}]\n")
     with pytest.raises(error, match=message):
@@ -361,6 +362,7 @@ def _interrupt_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(Trainer, "train_step", step_or_interrupt)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_step_raises_training_interrupted_and_the_run_resumes_exactly(tmp_path, monkeypatch):
     from explainface.training.checkpoint import load_checkpoint
     from explainface.training.trainer import Trainer

@@ -268,6 +268,7 @@ def test_crop_folder_png_format_and_stale_jpgs_removed(tree: Path, tmp_path: Pat
     np.testing.assert_array_equal(image, crop_face(read_image_rgb(tree / "person1/img1.jpg"), FakeDetector(), 48)[0])
 
 
+@pytest.mark.slow
 def test_crop_folder_with_two_workers_writes_the_same_files(tree: Path, tmp_path: Path):
     r0 = crop_folder(tree, tmp_path / "w0", size=48, detector=FakeDetector(), workers=0, progress=False)
     r2 = crop_folder(tree, tmp_path / "w2", size=48, detector=FakeDetector(), workers=2, progress=False)
@@ -371,6 +372,7 @@ def test_dlib_cnn_detector_loads_its_model_from_face_recognition_models():
     assert pickle.loads(pickle.dumps(d)).detect(image)  # reloads the model after a trip to a worker
 
 
+@pytest.mark.slow
 def test_a_large_photo_is_cropped_from_a_reduced_decode_in_full_image_pixels():
     """Issue 15: a photo over twice `CROP_MAX_SIDE` is decoded at 1/2..1/8 (memory), and the crop's square and box
     are still reported in the full image's pixels, matching the full-size crop."""

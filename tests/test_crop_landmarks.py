@@ -105,6 +105,7 @@ def test_real_faces_crop_landmarks_agree_with_helen_annotations(tmp_path):
         assert np.linalg.norm(got - truth, axis=1).mean() < 0.08 * iod, row["source"]
 
 
+@pytest.mark.slow
 def test_the_crop_command_writes_landmarks_on_request(tmp_path):
     import subprocess
     import sys

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from explainface.experiments.demo import DemoPlan, train_config
 from explainface.report.html import SECTIONS
 
@@ -19,6 +21,7 @@ def test_the_two_networks_differ_only_in_the_regulariser():
     assert a == b
 
 
+@pytest.mark.slow
 def test_quick_demo_trains_both_networks_and_writes_summary_and_report(tmp_path, capsys):
     from explainface.cli import main
 

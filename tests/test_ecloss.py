@@ -195,6 +195,7 @@ def test_module_rejects_maps_that_are_not_4d():
         ECLoss(normalize="softmax")
 
 
+@pytest.mark.slow
 def test_full_set_at_14x14_with_4096_maps_stays_under_1_gib_peak():
     code = textwrap.dedent(
         """

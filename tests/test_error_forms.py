@@ -19,6 +19,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("argv", "code", "said"), CASES, ids=[" ".join(c[0][:1] + c[0][3:5]) for c in CASES])
 def test_errors_have_one_form(tmp_path, argv, code, said):
     args = [a.replace("{tmp}", str(tmp_path)) for a in argv]

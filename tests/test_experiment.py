@@ -204,6 +204,7 @@ def test_tables_mark_the_better_value_only_where_the_paired_difference_is_signif
 # --- end to end ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_tiny_experiment_writes_results_tables_and_page(finished):
     res = json.loads((finished / "results.json").read_text())
     assert set(res["methods"]) == {"softmax", "ecloss"} and res["reference"] == "softmax"
@@ -245,6 +246,7 @@ def test_a_tiny_experiment_writes_results_tables_and_page(finished):
     assert 'id="table-accuracy_mean"' in html and "explainface experiment --methods" in html
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_experiment_trains_and_evaluates_nothing(finished):
     ckpt = finished / "runs" / "ecloss" / "seed1" / "checkpoints" / "last.safetensors"
     metrics = finished / "runs" / "ecloss" / "seed1" / "eval" / "synthetic" / "metrics.json"
@@ -258,11 +260,13 @@ def test_rerunning_a_finished_experiment_trains_and_evaluates_nothing(finished):
     assert json.loads((finished / "results.json").read_text()) == old
 
 
+@pytest.mark.slow
 def test_a_run_with_other_settings_in_the_same_folder_is_refused(finished):
     res = subprocess.run(_cmd(finished, "optim.lr=0.2"), capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "holds an experiment with other settings" in res.stderr
 
 
+@pytest.mark.slow
 def test_an_experiment_killed_mid_run_resumes_to_the_same_results(finished, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -288,6 +292,7 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_chromium_renders_the_experiment_page_with_every_section_and_image(finished, tmp_path):
     from explainface.experiments.page import EXPERIMENT_SECTIONS
@@ -302,6 +307,7 @@ def test_chromium_renders_the_experiment_page_with_every_section_and_image(finis
     assert rows[2][2].startswith(("+", "\u2212")) and "(p" in rows[2][2]
 
 
+@pytest.mark.slow
 def test_training_on_identity_folders_with_named_evaluation_sets(tmp_path):
     """Real data goes by path: identity folders to train on, a pairs file and a faces folder by name."""
     from explainface.synthetic.export import export_synthetic

@@ -46,6 +46,7 @@ def test_original_takes_no_steps_and_is_the_reference_and_retrofit_is_the_recipe
         run_config(base, "original:beta=1", 0, 30)
 
 
+@pytest.mark.slow
 def test_an_experiment_compares_the_original_with_its_retrofits_over_seeds(backbone, tmp_path):
     res = run_experiment(_plan(backbone), tmp_path / "exp", progress=False)
     assert res["reference"] == "original" and set(res["paired"]) == {"retrofit:preserve=20"}

@@ -50,6 +50,7 @@ def test_explain_on_a_synthetic_export_writes_the_metrics_and_the_dictionary(exp
     assert len(json.loads((out / "channel_dictionary.json").read_text())) == 64
 
 
+@pytest.mark.slow
 def test_explain_matches_the_metrics_computed_directly_on_the_same_maps(export, ckpt, tmp_path):
     """The pipeline adds nothing of its own: same faces, same layer -> the same numbers as the metric functions."""
     from explainface.evaluate.explainability import explainability_report, masks_from_labels

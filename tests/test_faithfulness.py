@@ -86,6 +86,7 @@ def _counting(counter: dict, name: str, fn):
 ORDERS = {"forward": list(PARTS), "backward": list(PARTS[::-1]), "mixed": random_order(3, 4)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["channels", "occlusion"])
 def test_deletion_curves_match_a_per_variant_float64_loop_and_skip_parts_the_mode_cannot_remove(
     net, pair, reference, mode
@@ -134,6 +135,7 @@ def test_k0_is_the_plain_cosine_and_removing_all_parts_leaves_all_assigned_chann
     assert all(curve[-1] == pytest.approx(1.0, abs=1e-10) for curve in full.values())
 
 
+@pytest.mark.slow
 def test_all_orders_of_a_pair_take_one_batched_call_per_mode(net, pair, reference, monkeypatch):
     images, labels = pair
     cp = _channel_parts(reference.mean.shape[0])
@@ -173,6 +175,7 @@ def test_contribution_orders_are_descending_with_unrankable_parts_last():
     assert ranked(values) == ["eyes", "hair", "nose", "jaw", "cheek", "forehead", "mouth"]
 
 
+@pytest.mark.slow
 def test_the_orders_are_the_attribution_registrys_part_scores_descending(net, pair, reference):
     from explainface.explanations.attributions import PairContext, attribute
 
@@ -268,6 +271,7 @@ def _xcos_checkpoint(path):
     return save_checkpoint(path, tensors, state)
 
 
+@pytest.mark.slow
 def test_faithfulness_end_to_end_writes_json_and_png_and_skips_a_corrupt_face(exported, tmp_path):
     import cv2
 

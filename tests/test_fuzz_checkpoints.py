@@ -220,6 +220,7 @@ TORCH_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, tor
 SHAPES = st.lists(st.integers(0, 5), max_size=4)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Casting complex values to real")  # the mutation itself, complex -> real
 @given(kind=KINDS, ops=st.lists(st.tuples(
     st.sampled_from(["shape", "dtype", "drop", "add", "rename", "nan", "inf", "empty"]),

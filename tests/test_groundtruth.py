@@ -90,6 +90,7 @@ def test_two_networks_are_compared_paired_over_the_pairs_both_scored():
     assert m["moved"]["hit_rate_a"]["n"] == 5 and m["moved"]["p"] == pytest.approx(binomtest(5, 5, 0.5).pvalue)
 
 
+@pytest.mark.slow
 def test_the_protocols_run_end_to_end_reproducibly_and_write_strict_json(pairs_file, tmp_path):
     from explainface.models import create_model
 
@@ -117,6 +118,7 @@ def test_the_protocols_run_end_to_end_reproducibly_and_write_strict_json(pairs_f
         ground_truth(net, pairs_file, protocols=["inpainting"], progress=False)
 
 
+@pytest.mark.slow
 def test_a_killed_run_continues_from_its_record_log_and_a_changed_command_is_refused(pairs_file, tmp_path):
     """The finished pairs are logged one line each; a run cut mid-line resumes to the uninterrupted result, and the
     same folder with other settings is one clear error."""
@@ -194,6 +196,7 @@ def test_why_orders_its_methods_by_a_ground_truth_runs_hit_rates(pairs_file, tmp
     assert "Checked against planted ground truth" in html and "gradient 60%" in html
 
 
+@pytest.mark.slow
 def test_the_why_command_runs_a_protocol_and_prints_its_table(pairs_file, tmp_path):
     import subprocess
     import sys

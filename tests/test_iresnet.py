@@ -128,6 +128,7 @@ def test_the_four_iresnets_are_registered_and_listed_sorted():
         assert [len(getattr(model, f"layer{i}")) for i in range(1, 5)] == list(layers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [112, 224])
 @pytest.mark.parametrize("name", list(IRESNETS))
 def test_embedding_is_512d_and_the_target_map_is_14x14(name, size):

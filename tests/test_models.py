@@ -39,6 +39,7 @@ def test_list_models_names_the_six_vggs_sorted() -> None:
     assert [n for n in names if n.startswith("vgg")] == ALL_MODELS and names == sorted(names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_embedding_is_512d_and_target_map_is_14x14(name: str, size: int) -> None:
@@ -50,6 +51,7 @@ def test_embedding_is_512d_and_target_map_is_14x14(name: str, size: int) -> None
     assert model.target_size == (14, 14) and model.embedding_dim == 512
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_feature_capture_of_target_layer_equals_forward_features(name: str, size: int) -> None:
@@ -62,6 +64,7 @@ def test_feature_capture_of_target_layer_equals_forward_features(name: str, size
     assert torch.equal(cap.output, direct)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_gradients_from_embedding_reach_first_conv(name: str, size: int) -> None:
@@ -90,6 +93,7 @@ def test_batch_norm_variant_has_one_batchnorm_per_conv(depth: int) -> None:
     assert _count(VGGFace(depth=depth, width=0.125, input_size=112), nn.BatchNorm2d) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_full_width_block_channels_are_64_to_512(name: str) -> None:
     model = create_model(name, width=1.0, input_size=224)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- notebook example -->"
 
@@ -20,6 +22,7 @@ def _example() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_notebook_example_runs_and_returns_its_results(tmp_path):
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     script = tmp_path / "example.py"

@@ -238,6 +238,7 @@ def test_bad_record_is_skipped_counted_and_named_by_key_in_a_warning(tmp_path, f
         RecordIODataset(tmp_path, size=SIZE, bad="raise")[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_dataset_through_dataloader_with_two_workers_matches_zero_workers(face_rec, start):
     ds = RecordIODataset(face_rec[0], size=SIZE)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from checkpoints import tiny_checkpoint
 from explainface.report.html import SECTIONS
 
 
+@pytest.mark.slow
 def test_report_compares_a_model_with_its_baseline_on_exported_synthetic_faces(tmp_path):
     from explainface.cli import main
 
@@ -53,6 +56,7 @@ def test_report_export_is_reused_when_the_settings_match(tmp_path):
     assert json.loads((out / "meta.json").read_text())["counts"]["per_identity"] == 3
 
 
+@pytest.mark.slow
 def test_a_single_model_on_generator_faces_needs_no_pairs(tmp_path):
     from explainface.report.build import build_report
 

@@ -392,6 +392,7 @@ def rendered(tmp_path_factory) -> tuple[Page, Path, int]:
     return Page(dom), tmp / "shot.png", 5
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_chromium_shows_every_section_heading(rendered):
     page, _, _ = rendered
@@ -424,6 +425,7 @@ def test_chromium_screenshot_has_the_window_size_and_is_not_blank(rendered):
     assert not math.isclose(float(img[..., 0].mean()), 255.0)
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_chromium_counts_an_image_that_does_not_decode_as_not_loaded(tmp_path):
     truncated = tmp_path / "trunc.png"

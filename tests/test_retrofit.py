@@ -123,6 +123,7 @@ def test_zero_steps_saves_the_pretrained_network_as_it_is(backbone, tmp_path):
         assert torch.equal(loaded(x), theirs(x))
 
 
+@pytest.mark.slow
 def test_a_tiny_retrofit_of_an_insightface_state_dict_keeps_the_embedding_and_reloads(faces, backbone, tmp_path):
     from explainface.training.retrofit import preserved_cosine, retrofit_config
 
@@ -148,6 +149,7 @@ def test_a_tiny_retrofit_of_an_insightface_state_dict_keeps_the_embedding_and_re
     assert kept["faces"] == 24 and kept["mean"] > start["mean"] + 0.02 and kept["mean"] > drift["mean"] + 0.02
 
 
+@pytest.mark.slow
 def test_the_retrofit_command_writes_a_checkpoint_that_the_pipeline_reads_and_resumes(faces, backbone, tmp_path,
                                                                                        capsys):  # fmt: skip
     import json

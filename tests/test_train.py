@@ -115,6 +115,7 @@ def test_partial_fc_samples_classes_keeps_positives_and_matches_full_softmax_at_
     assert float(identity_loss(full, emb, y)) == pytest.approx(float(ref), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_training_writes_logs_checkpoint_curves_and_learns(tmp_path):
     out = tmp_path / "run"
     val = ["val.pairs=synthetic", "val.heldout_identities=20", "val.heldout_per_identity=3"]
@@ -134,6 +135,7 @@ def test_training_writes_logs_checkpoint_curves_and_learns(tmp_path):
     assert summary["steps"] == 16 and 0.0 <= summary["val"]["accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_with_the_same_weights(tmp_path):
     steps = ["optim.max_steps=14", "run.checkpoint_every=2"]
     ref = subprocess.run(_train_cmd(tmp_path / "ref", *steps), capture_output=True, text=True, timeout=300)
@@ -164,6 +166,7 @@ def test_a_killed_run_resumes_and_ends_with_the_same_weights(tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regularizers", [[], ["regularizers=[{name: xcos, beta: 1.0, reference: null, pairs: 16}]"]],
                          ids=["ecloss", "xcos-head-outside-ddp"])  # fmt: skip
 def test_torchrun_with_two_cpu_processes_keeps_replicas_identical(tmp_path, regularizers):
@@ -192,6 +195,7 @@ print(json.dumps({"rank": int(os.environ["RANK"]), "during": during, "after": gl
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to list a process's threads")
 def test_distributed_training_frees_the_process_group_before_the_interpreter_exits(tmp_path):
     # gloo's worker threads alive at interpreter exit abort the process now and then (SIGABRT after a finished
@@ -210,6 +214,7 @@ def test_distributed_training_frees_the_process_group_before_the_interpreter_exi
         assert r["after"] == [], r
 
 
+@pytest.mark.slow
 def test_validation_reads_an_lfw_pairs_file(tmp_path):
     from explainface.synthetic.export import export_synthetic
 
@@ -223,6 +228,7 @@ def test_validation_reads_an_lfw_pairs_file(tmp_path):
     assert val["step"] == 2 and 0.0 <= val["accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_finite_checkpoint(tmp_path):
     """Issue 26: resume a healthy run at a huge learning rate: exit 1 with the step and the value, the checkpoint
     on disk still finite (never overwritten by NaN weights), and no '50%' verification of a NaN network."""
@@ -241,6 +247,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_finite_checkpoin
     assert all(bool(torch.isfinite(v).all()) for v in tensors.values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_resuming_with_another_network_is_one_line_not_a_traceback(tmp_path):
     out = tmp_path / "run"
     ok = subprocess.run(_train_cmd(out, "optim.max_steps=2"), capture_output=True, text=True, timeout=300)

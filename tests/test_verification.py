@@ -112,6 +112,7 @@ def lfw_pairs():
     return real_data("lfw", "pairs.txt")
 
 
+@pytest.mark.slow
 def test_verify_end_to_end_on_an_exported_synthetic_pair_set(tmp_path):
     import json
     import subprocess
@@ -153,6 +154,7 @@ def test_missing_images_are_named(tmp_path):
         verify("dlib", csv, tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_dlib_reference_runs_on_a_few_real_lfw_pairs(lfw_pairs, tmp_path):
     import importlib.util
     import json
@@ -173,6 +175,7 @@ def test_dlib_reference_runs_on_a_few_real_lfw_pairs(lfw_pairs, tmp_path):
     assert set(report["variants"]) == {"euclidean_no_mirror", "euclidean_flip_mean"}
 
 
+@pytest.mark.slow
 def test_verify_with_crop_chip_embeds_dlibs_aligned_chips(lfw_pairs, tmp_path):
     import json
 

@@ -205,6 +205,7 @@ def test_similarity_panel_shows_the_faces_and_a_row_per_network(tmp_path, people
         assert differs(tile(two, grid, r, 1), b) < 5
 
 
+@pytest.mark.slow
 def test_visualize_writes_every_figure_for_synthetic_faces(tmp_path, model):
     d = tmp_path / "explainability.json"
     d.write_text(json.dumps({"layer": model.target_layer, "channels": dictionary_entries()}))

@@ -136,6 +136,7 @@ def test_identical_faces_get_no_contribution_from_occlusion_of_both(net):
         assert v is None or v == pytest.approx(0.0, abs=1e-10), p
 
 
+@pytest.mark.slow
 def test_why_json_shape_and_summary(net):
     ref = _reference(net)
     parts = {c: ("eyes" if c < 4 else "nose" if c < 6 else None) for c in range(ref.mean.shape[0])}
@@ -147,6 +148,7 @@ def test_why_json_shape_and_summary(net):
     assert line.startswith(("same person", "different people")) and "eyes" in line
 
 
+@pytest.mark.slow
 def test_the_why_command_explains_a_pair_and_writes_json_png_and_a_summary(tmp_path):
     import json
     import subprocess
@@ -193,6 +195,7 @@ def test_a_face_without_landmarks_is_named(tmp_path, crop):
         face_sample(tmp_path / "broken.jpg", 56, crop=crop)
 
 
+@pytest.mark.slow
 def test_the_why_command_measures_faithfulness_over_pairs(tmp_path):
     import json
     import subprocess
