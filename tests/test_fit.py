@@ -138,7 +138,8 @@ def test_gradient_descent_on_the_recipes_loss_alone_reduces_the_peaks_of_noisy_m
     maps += 0.05 * torch.rand(maps.shape, generator=g)
     x = maps.clone().requires_grad_(True)
     from explainface.experiments.methods import RECOMMENDED, method_config
-    from explainface.training.config import TrainConfig, regularizer_options
+    from explainface.training.config import TrainConfig
+    from explainface.training.regularizer_specs import regularizer_options
 
     spec = method_config(RECOMMENDED, TrainConfig()).regularizers[0]  # the recommended recipe's term, all of it
     reg = create_regularizer(spec["name"], **regularizer_options(spec))

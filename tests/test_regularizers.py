@@ -164,7 +164,7 @@ def test_a_bad_start_is_an_error_naming_the_item(start, message):
 
 
 def test_start_as_a_fraction_of_the_run():
-    from explainface.training.config import start_step
+    from explainface.training.regularizer_specs import start_step
 
     cfg = config_from_dict({"regularizers": [{"name": "ecloss", "start": 0.6}, {"name": "ecloss"}]})
     assert cfg.regularizers[0]["start"] == 0.6 and "start" not in cfg.regularizers[1]

@@ -57,11 +57,10 @@ from explainface.training.config import (
     check_config,
     check_device,
     load_config,
-    regularizer_options,
-    start_step,
 )
 from explainface.training.data import ResumableBatches, build_train_dataset, build_val_pairs
 from explainface.training.pretrained import build_network
+from explainface.training.regularizer_specs import regularizer_options, start_step
 
 #: What a regulariser may ask of the data (`Regularizer.NEEDS`).
 DATA_NEEDS = frozenset({"landmarks"})
