@@ -73,3 +73,57 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
         kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
         raise ValueError(f"{p}: {kind}, not a {what} (not read)")
     return p
+
+
+class ResumableLog:
+    """The finished items of a long run, appended (flushed and synced) one JSON line each to `path`, after a first
+    line with the run's `settings`: a killed run given the same settings continues from `done` (item key ->
+    record). A last line cut short by a kill is dropped (that item is redone); a log with other settings is an
+    error that says which differ. No path: nothing is kept."""
+
+    def __init__(self, path: Path | None, settings: dict):
+        import json
+
+        self.path, self.done = path, {}
+        if path is None:
+            return
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if lines:
+            try:
+                head = json.loads(lines[0])["settings"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{path}: not a record log of a run (delete it or use another --out)") from None
+            if head != settings:
+                diff = sorted(k for k in {*head, *settings} if head.get(k) != settings.get(k))
+                raise ValueError(f"{path}: holds the items of a run with other settings ({', '.join(diff)}); "
+                                 "re-run the same command, or use another --out")  # fmt: skip
+            kept = 1
+            for n, line in enumerate(lines[1:], start=2):
+                try:
+                    rec = json.loads(line)
+                    # "pair" / "records": the first ground-truth logs' names for "key" / "record"
+                    key = rec["key"] if "key" in rec else rec["pair"]
+                    self.done[key] = rec["record"] if "record" in rec else rec["records"]
+                except (ValueError, KeyError, TypeError):
+                    if n < len(lines):
+                        raise ValueError(f"{path}: line {n} is not a record: the log is damaged (delete it or use "
+                                         "another --out)") from None  # fmt: skip
+                    break  # the last line, cut short by a kill: that item is redone
+                kept = n
+            if kept < len(lines):  # drop the cut line, so that appends stay parseable
+                path.write_text("".join(line + "\n" for line in lines[:kept]))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"settings": settings}) + "\n")
+
+    def add(self, key, record: dict) -> None:
+        import json
+        import os
+
+        self.done[key] = record
+        if self.path is None:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"key": key, "record": record}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())

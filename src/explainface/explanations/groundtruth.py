@@ -308,7 +308,7 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
     from explainface.explanations.attributions import attribution_names, get_attribution
     from explainface.explanations.faithfulness import _drawn_pairs
     from explainface.explanations.why_pipeline import reference_set
-    from explainface.files import atomic_write_json, json_safe
+    from explainface.files import ResumableLog, atomic_write_json, json_safe
     from explainface.readers.pairs import read_pairs
     from explainface.specs import parse_spec
     from explainface.training.checkpoint import load_model, model_name
@@ -348,7 +348,7 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
     settings = {"model": str(model) if isinstance(model, (str, Path)) else loaded.label, "pairs": str(pairs),
                 "seed": seed, "limit": limit, "protocols": list(protocols), "methods": list(runnable),
                 "threshold": threshold, "options": ctx.options, "channel_parts_from": source}  # fmt: skip
-    log = RecordLog(Path(out_dir) / RECORDS if out_dir is not None else None, json_safe(settings))
+    log = ResumableLog(Path(out_dir) / RECORDS if out_dir is not None else None, json_safe(settings))
     records: dict[str, list] = {p: [] for p in protocols}
     for k, fa, fb, same in tqdm(usable, desc="ground truth", unit="pair", disable=not progress):
         done = log.done.get(k)
@@ -389,53 +389,6 @@ def ground_truth(model, pairs: str | Path, out_dir: str | Path | None = None, pr
 #: Each finished pair's records, one JSON line each after a first line of the run's settings: a killed run given
 #: the same command continues from it.
 RECORDS = "groundtruth.records.jsonl"
-
-
-class RecordLog:
-    """The finished pairs of a run, appended (flushed and synced) one JSON line per pair to `path`, after a first
-    line with the run's `settings`. An existing log with the same settings is continued (a last line cut short by
-    a kill is dropped); one with other settings is an error that says which differ. No path: nothing is kept."""
-
-    def __init__(self, path: Path | None, settings: dict):
-        import json
-
-        self.path, self.done = path, {}
-        if path is None:
-            return
-        lines = path.read_text().splitlines() if path.is_file() else []
-        if lines:
-            try:
-                head = json.loads(lines[0])["settings"]
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{path}: not a ground-truth record log (delete it or use another --out)") from None
-            if head != settings:
-                diff = sorted(k for k in {*head, *settings} if head.get(k) != settings.get(k))
-                raise ValueError(f"{path}: holds the pairs of a run with other settings ({', '.join(diff)}); "
-                                 "re-run the same command, or use another --out")  # fmt: skip
-            for line in lines[1:]:
-                try:
-                    rec = json.loads(line)
-                    self.done[int(rec["pair"])] = rec["records"]
-                except (ValueError, KeyError, TypeError):
-                    break  # a line cut short by a kill: that pair is redone
-            keep = 1 + len(self.done)
-            if keep < len(lines):  # drop what follows a cut line, so that appends stay parseable
-                path.write_text("".join(line + "\n" for line in lines[:keep]))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"settings": settings}) + "\n")
-
-    def add(self, pair: int, records: dict) -> None:
-        import json
-        import os
-
-        self.done[pair] = records
-        if self.path is None:
-            return
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps({"pair": pair, "records": records}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def _third(usable, id_a: str, id_b: str, rng: np.random.Generator) -> Face:
