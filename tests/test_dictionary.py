@@ -127,3 +127,31 @@ def test_a_one_pair_faithfulness_table_shows_no_standard_error():
     text = faithfulness_table({"pairs": {"used": 1}, "scores": {"channels": {"channels": one, "random": two}}})
     assert "channels 0.1000;" in text
     assert "+- 0.0000" not in text and "random 0.2000 +- 0.0500" in text
+
+
+def test_a_fifo_named_like_an_image_is_counted_as_skipped_not_left_out(tmp_path):
+    """Issue 26: a FIFO `b.jpg` beside a face used to vanish from the counts of explain, crop and parts."""
+    import os
+
+    import cv2
+
+    from explainface.faces.crop import crop_folder
+    from explainface.parts.samples import SampleCounts, folder_samples
+    from explainface.readers.folders import scan_identity_folders
+    from explainface.readers.images import find_images
+    from explainface.readers.landmarks import write_pts
+    from explainface.synthetic import SyntheticFaces
+
+    person = tmp_path / "faces" / "person"
+    person.mkdir(parents=True)
+    face = SyntheticFaces(seed=0).sample(0, 0, size=112)
+    cv2.imwrite(str(person / "a.jpg"), cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR))
+    write_pts(person / "a.pts", face.landmarks)
+    os.mkfifo(person / "b.jpg")
+    assert [p.name for p in find_images(tmp_path / "faces")] == ["a.jpg", "b.jpg"]
+    assert [i for i, _ in scan_identity_folders(tmp_path / "faces").items] == ["person/a.jpg", "person/b.jpg"]
+    counts = SampleCounts()
+    used = list(folder_samples(tmp_path / "faces", 112, crop="none", counts=counts, progress=False))
+    assert len(used) == 1 and list(counts.skipped) == ["person/b.jpg"] and "FIFO" in counts.skipped["person/b.jpg"]
+    report = crop_folder(tmp_path / "faces", tmp_path / "crops", size=112, progress=False)
+    assert report.unreadable == 1 and "FIFO" in next(iter(report.unreadable_reasons.values()))

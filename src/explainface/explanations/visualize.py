@@ -56,7 +56,7 @@ def load_faces(paths: Sequence[str | Path], size: int, crop: str = "auto", detec
     (`faces.chip`), `"none"` only resizes, `"auto"` leaves images that are already square crops of the input size
     as they are and cuts the others as `cut` ("detect" or "chip": the model's, `faces.crop.model_cut`)."""
     from explainface.faces.crop import crop_face_file
-    from explainface.readers.images import decode_image_rgb, find_images, image_size, resize_image
+    from explainface.readers.images import decode_image_rgb, find_images, image_size, read_image_bytes, resize_image
 
     if crop not in ("auto", "detect", "none", "chip"):
         raise ValueError(f'crop must be "auto", "detect", "none" or "chip", got {crop!r}')
@@ -74,7 +74,7 @@ def load_faces(paths: Sequence[str | Path], size: int, crop: str = "auto", detec
     det = None
     images = []
     for f in files:
-        data = np.fromfile(f, np.uint8)
+        data = read_image_bytes(f)
         dims = image_size(data) if crop == "auto" else None  # (width, height) from a JPEG / PNG header
         if crop == "auto" and dims is None:
             dims = decode_image_rgb(data, str(f)).shape[1::-1]

@@ -50,7 +50,7 @@ from explainface.faces.align import CHIP_PADDING
 from explainface.faces.detect import DEFAULT_DETECTOR, Box, FaceDetector, create_detector, main_face
 from explainface.files import atomic_write_bytes, atomic_write_text, is_temporary
 from explainface.readers.folders import scan_identity_folders
-from explainface.readers.images import JPEG_PARAMS, JPEG_QUALITY, resize_image
+from explainface.readers.images import JPEG_PARAMS, JPEG_QUALITY, read_image_bytes, resize_image
 from explainface.version import __version__
 
 #: Margin for detectors that do not state their own `default_margin` (the dlib HOG value).
@@ -510,7 +510,7 @@ def crop_files(
         rel = Path(path).resolve().relative_to(src)
         target = dst / rel.with_suffix(".jpg")
         if not (reuse and _is_fresh(target, Path(path))):
-            face, info = crop_face_file(np.fromfile(path, np.uint8), str(path), detector, size, margin, "center", crop)
+            face, info = crop_face_file(read_image_bytes(path), str(path), detector, size, margin, "center", crop)
             no_face += info.status != "face"
             _write_image(target, face, "jpg")
         out.append(target)
@@ -622,8 +622,8 @@ def _crop_chunk(detector: FaceDetector, config: tuple, chunk: list[tuple[str, st
     for rel, out_rel in chunk:
         target = Path(dst) / out_rel
         try:
-            data = np.fromfile(os.path.join(src, rel), np.uint8)
-        except OSError as e:
+            data = read_image_bytes(os.path.join(src, rel))
+        except (OSError, ValueError) as e:  # missing, unreadable, or not a regular file (a FIFO would block)
             out.append((rel, out_rel, None, _problem(e, rel)))
             _unlink(target)
             continue

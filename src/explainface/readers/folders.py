@@ -75,7 +75,7 @@ def scan_identity_folders(
             if not e.name.startswith(".")
             and e.name.lower().endswith(exts)
             and not is_label_map(e.name)
-            and e.is_file()
+            and not e.is_dir()  # a FIFO or a broken link named like an image: listed, then skipped with its reason
         )
         if images and len(images) >= min_images_per_identity:
             items.extend((f"{name}/{image}", len(identities)) for image in images)

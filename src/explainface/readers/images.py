@@ -48,12 +48,15 @@ def is_image_file_name(path: str | os.PathLike) -> bool:
 def find_images(folder: str | os.PathLike) -> list[Path]:
     """The face images under `folder`, recursive, sorted by path; part label maps (`*.parts.png`) excluded.
 
-    `ValueError` naming the folder when it is not one; an empty list when it holds no images.
+    Every entry with an image's name that is not a folder is listed, regular file or not: a FIFO or a broken link
+    named ``x.jpg`` is then skipped and counted, with its reason, by whoever reads it (`load_image_rgb` refuses it
+    before opening), instead of silently missing from the counts. `ValueError` naming the folder when it is not
+    one; an empty list when it holds no images.
     """
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
-    return sorted(p for p in root.rglob("*") if is_image_file_name(p) and p.is_file())
+    return sorted(p for p in root.rglob("*") if is_image_file_name(p) and not p.is_dir())
 
 
 def _ends_with_eoi(data: bytes | np.ndarray) -> bool:
@@ -274,7 +277,8 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
-def _read_bytes(path: str | os.PathLike) -> np.ndarray:
+def read_image_bytes(path: str | os.PathLike) -> np.ndarray:
+    """The bytes of an image file (uint8), refused with a `ValueError` naming it when it is not a regular file."""
     from explainface.files import regular_file
 
     regular_file(path, "image file")  # a FIFO named x.jpg would block the read forever
@@ -286,7 +290,7 @@ def _read_bytes(path: str | os.PathLike) -> np.ndarray:
 
 def load_image_rgb_reduced(path: str | os.PathLike, max_side: int | None = None) -> tuple[np.ndarray, int]:
     """`load_image_rgb` that also returns the factor the image was reduced by (`decode_image_rgb_reduced`)."""
-    return decode_image_rgb_reduced(_read_bytes(path), str(path), max_side)
+    return decode_image_rgb_reduced(read_image_bytes(path), str(path), max_side)
 
 
 def load_image_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
