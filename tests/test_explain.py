@@ -166,3 +166,25 @@ def test_explain_on_aligned_chips_carries_the_landmarks_and_skips_bad_files(ckpt
     samples = list(folder_samples(export / "heldout", 112, crop="chip", limit=2, progress=False))
     assert [s.source for s in samples] == ["parts.png"] * 2
     assert all(s.image.shape == (112, 112, 3) and {4, 5, 6} <= set(np.unique(s.labels).tolist()) for s in samples)
+
+
+def test_faces_may_be_one_image_or_a_list_of_images_and_anything_else_is_a_type_error(tmp_path):
+    """Issue 26: the README promises `faces` as a folder, "synthetic" or image paths; wrong types name `faces`."""
+    from explainface.parts.samples import SampleCounts, face_samples
+    from explainface.synthetic.export import export_synthetic
+
+    export_synthetic(tmp_path / "faces", identities=0, per_identity=2, size=56, heldout_identities=2, progress=False)
+    files = sorted((tmp_path / "faces" / "heldout").rglob("*.jpg"))[:3]
+
+    def names(data):
+        counts = SampleCounts()
+        got = [s.name for s in face_samples(data, 56, "auto", "hog", "auto", None, 0, counts, False)]
+        return got, counts
+
+    listed, counts = names([*files, tmp_path / "missing.jpg"])
+    assert listed == [str(f) for f in files] and list(counts.skipped) == [str(tmp_path / "missing.jpg")]
+    assert names(str(files[0]))[0] == [str(files[0])]
+    assert len(names(tmp_path / "faces" / "heldout")[0]) == 4
+    for bad, said in ((3, "got int"), ([files[0], 7], "paths .* only, got PosixPath, int"), ({"a": 1}, "got dict")):
+        with pytest.raises(TypeError, match=f"faces.*{said}"):
+            names(bad)

@@ -12,6 +12,7 @@ map is drawn; a `.parts.png` map is warped into the chip (nearest neighbour).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,6 @@ def folder_samples(
     `limit` takes that many images, drawn with `seed` (all when None).
     """
     from explainface.faces.crop import CROP_MODES, is_model_input_folder
-    from explainface.faces.detect import create_detector
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -107,10 +107,18 @@ def folder_samples(
     if limit is not None and limit < len(files):
         pick = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
         files = [files[i] for i in sorted(pick)]
+    yield from _file_samples(files, folder, size, crop, detector, landmarks, counts, progress)
+
+
+def _file_samples(files: list[Path], root: Path | None, size: int, crop: str, detector: str, landmarks: str,
+                  counts: SampleCounts | None, progress: bool) -> Iterator[PartSample]:  # fmt: skip
+    """The faces of image files (named relative to `root`, else by their path); bad files skipped and counted."""
+    from explainface.faces.detect import create_detector
+
     counts = counts if counts is not None else SampleCounts()
     det = create_detector(detector) if crop in ("detect", "chip") else None
     for path in tqdm(files, desc="faces", unit="img", disable=not progress):
-        name = str(path.relative_to(folder))
+        name = str(path.relative_to(root)) if root is not None else str(path)
         try:
             sample = face_sample(path, size, crop, det, landmarks, name=name)
         except (OSError, ValueError) as err:
@@ -119,6 +127,26 @@ def folder_samples(
             continue
         counts.add(sample.source)
         yield sample
+
+
+def image_samples(paths, size: int, crop: str = "auto", detector: str = "hog", landmarks: str = "auto",
+                  limit: int | None = None, seed: int = 0, counts: SampleCounts | None = None, progress: bool = True,
+                  cut: str = "detect") -> Iterator[PartSample]:  # fmt: skip
+    """The faces of a list of image files (what `folder_samples` does for a folder's files; `crop="auto"`: "none"
+    for files of a synthetic export or crop cache, else `cut`). A missing file is skipped and counted."""
+    from explainface.faces.crop import CROP_MODES, is_model_input_folder
+
+    files = [Path(p) for p in paths]
+    if not files:
+        raise ValueError("faces: an empty list of images")
+    if crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {', '.join(map(repr, CROP_MODES))}, got {crop!r}")
+    if crop == "auto":
+        crop = "none" if all(is_model_input_folder(f.parent) for f in files) else cut
+    if limit is not None and limit < len(files):
+        pick = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
+        files = [files[i] for i in sorted(pick)]
+    yield from _file_samples(files, None, size, crop, detector, landmarks, counts, progress)
 
 
 def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, landmarks: str = "auto",
@@ -265,7 +293,18 @@ def batched(items, n: int) -> Iterator[list]:
 
 def face_samples(data, size: int, crop: str, detector: str, landmarks: str, limit: int | None, seed: int,
              counts: SampleCounts, progress: bool, cut: str = "detect"):  # fmt: skip
-    """The faces of `data` ("synthetic": `limit` generated held-out faces, default 200; else a folder)."""
+    """The faces of `data`: "synthetic" (`limit` generated held-out faces, default 200), a folder, one image file,
+    or a list of image files. Anything else is a `TypeError` naming the argument (`faces`)."""
+    if isinstance(data, (list, tuple)):
+        if not all(isinstance(p, (str, os.PathLike)) for p in data):
+            raise TypeError("faces: a list of image paths must hold paths (str or os.PathLike) only, got "
+                            + ", ".join(sorted({type(p).__name__ for p in data})))  # fmt: skip
+        return image_samples(data, size, crop, detector, landmarks, limit, seed, counts, progress, cut)
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(f'faces must be a folder, "synthetic", an image path or a list of image paths, got '
+                        f"{type(data).__name__}")  # fmt: skip
+    if str(data) != SYNTHETIC and Path(data).is_file():
+        return image_samples([data], size, crop, detector, landmarks, limit, seed, counts, progress, cut)
     if str(data) == SYNTHETIC:
         n = limit if limit is not None else 200
         counts.add("generator", n)

@@ -194,10 +194,12 @@ def build_report(
         export = export_heldout_faces(out / "faces", sizes.pop(), seed=seed, progress=progress)
         faces = export / "heldout"
         pairs = pairs if pairs is not None else faces / "pairs.txt"
+    elif isinstance(faces, (list, tuple)):  # image files (`parts.samples.face_samples` reads them too)
+        gallery = [str(p) for p in faces[:GALLERY_PEOPLE]]
     elif str(faces) != "synthetic":
         from explainface.readers.images import find_images
 
-        gallery = [str(p) for p in find_images(Path(faces))[:GALLERY_PEOPLE]]
+        gallery = [str(p) for p in find_images(Path(faces))[:GALLERY_PEOPLE]] if Path(faces).is_dir() else [str(faces)]
     entries = []
     for role, ckpt, m in zip(ROLES, checkpoints, loaded):
         e = evaluate_model(ckpt, out / role, pairs, faces, n_faces, runs, seed, progress)
