@@ -60,13 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _is_override(word: str) -> bool:
+    """A ``section.key=value`` word (not an option)."""
+    key, sep, _ = word.partition("=")
+    return bool(sep) and not word.startswith("-") and "." in key
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``explainface <command> ...``: a user error ends in one ``explainface <command>: error: ...`` line and exit
     status 1, Ctrl-C in 130; bugs keep their traceback (`explainface.errors`)."""
     from explainface.errors import run_command
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(_is_override(e) for e in extra):
+        args.overrides += extra  # key=value overrides given after an option (`--out o optim.lr=1`) are overrides
+        extra = []
+    if extra:  # said by the command's own parser: its usage line and `explainface <command>: error: ...`
+        (getattr(args, "parser", None) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
