@@ -419,3 +419,24 @@ def test_a_run_that_diverges_is_named_as_failed_and_the_others_go_on(tmp_path, m
     assert res["methods"]["softmax"]["n"] == 2 and res["methods"]["ecloss"]["n"] == 0
     assert json.loads((tmp_path / "exp" / "runs" / "ecloss" / "seed0" / "failed.json").read_text())["step"] == 7
     assert "**Failed: ecloss/seed0**" in (tmp_path / "exp" / "tables.md").read_text()
+
+
+def test_a_resumed_evaluation_gives_the_same_metrics_as_a_fresh_one_nan_included(tmp_path, monkeypatch):
+    """Issue 26: a metric that is NaN (an undefined EER) reached results.json as null from a fresh run but was
+    missing after a kill and resume (read back as None); both paths now give the same values, so the same keys."""
+    import math
+
+    import explainface.evaluate.verification_pipeline as verify_module
+    from explainface.experiments.run import EvalSet, ExperimentPlan, aggregate, evaluate_run
+
+    def fake_verify(checkpoint, pairs, out, crops_dir, workers, detector, progress):
+        return {"accuracy_mean": 0.5, "accuracy_std": 0.0, "auc": math.nan, "eer": math.nan, "tar_at_far": {}}
+
+    monkeypatch.setattr(verify_module, "verify", fake_verify)
+    es, plan = EvalSet("set", pairs="p.txt"), ExperimentPlan()
+    fresh = evaluate_run(tmp_path / "ckpt", tmp_path / "run", es, plan, tmp_path / "cache", False)
+    resumed = evaluate_run(tmp_path / "ckpt", tmp_path / "run", es, plan, tmp_path / "cache", False)  # read back
+    assert fresh == resumed and fresh["eer"] is None
+    a = aggregate(["softmax"], [0], ["set"], {("softmax", 0): {"set": fresh}})
+    b = aggregate(["softmax"], [0], ["set"], {("softmax", 0): {"set": resumed}})
+    assert a == b and set(a["methods"]["softmax"]["mean"]["set"]) == {"accuracy_mean", "accuracy_std"}

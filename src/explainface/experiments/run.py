@@ -37,7 +37,7 @@ from explainface.experiments.methods import (
     run_references,
     slug,
 )
-from explainface.files import atomic_write_json, atomic_write_text
+from explainface.files import atomic_write_json, atomic_write_text, json_safe
 from explainface.parts.samples import SYNTHETIC
 from explainface.stats import mean_se, paired_test
 from explainface.training.config import TrainConfig, config_from_dict, load_config
@@ -369,7 +369,8 @@ def evaluate_run(checkpoint: Path, folder: Path, es: EvalSet, plan: ExperimentPl
         metrics["skipped_faces"] = e.get("skipped")
     metrics["seconds"] = time.perf_counter() - start
     _atomic_json(path, metrics)
-    return metrics
+    # as a resumed run reads it back (NaN -> null): a killed and resumed experiment aggregates the same values
+    return json_safe(metrics)
 
 
 # -------------------------------------------------------------------------------------------------- results
