@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Re-run the bad-input cases of issue 15 through the installed command line and print what each one ends in.
+"""Re-run the bad-input cases of issues 15 and 26 through the installed command line and print what each ends in.
 
 Each case is a command line on a small fixture (a synthetic export, a tiny untrained checkpoint, broken files made
 here) with what a user should get: ``error`` (one ``explainface <command>: error: ...`` line, exit status != 0,
@@ -101,8 +101,41 @@ def fixtures(root: Path) -> dict[str, str]:
     (cfg_dir / "broken.yaml").write_text("model: {name: vgg13\n  width: [")
     (cfg_dir / "self.yaml").write_text("base: self.yaml\n")
     f["cfg_broken"], f["cfg_self"] = str(cfg_dir / "broken.yaml"), str(cfg_dir / "self.yaml")
+    _fixtures_26(root, f, images)
     del np
     return f
+
+
+def _fixtures_26(root: Path, f: dict[str, str], images: list[Path]) -> None:
+    """Issue 26's fixtures: FIFOs where files are read, a 2-step run to resume, a dictionary of another network,
+    an empty verification result, a face folder with a FIFO image."""
+    import os
+
+    fifos = root / "fifos"
+    fifos.mkdir(exist_ok=True)
+    for name in ("x.jpg", "dict.json", "ver.json", "pairs.txt"):
+        if not (fifos / name).exists():
+            os.mkfifo(fifos / name)
+        f[f"fifo_{name.split('.')[0]}"] = str(fifos / name)
+    faces = root / "faces_with_fifo" / "person"
+    faces.mkdir(parents=True, exist_ok=True)
+    for p in images[:2]:
+        shutil.copy(p, faces / p.name)
+        shutil.copy(p.with_suffix(".pts"), faces / (p.stem + ".pts"))
+    if not (faces / "fifo.jpg").exists():
+        os.mkfifo(faces / "fifo.jpg")
+    f["faces_with_fifo"] = str(faces.parent)
+    (root / "ver_empty.json").write_text('{"thresholds": []}')
+    f["ver_empty"] = str(root / "ver_empty.json")
+    # a channel dictionary of a 32-channel network (the tiny checkpoint's target layer has more)
+    (root / "dict32.json").write_text(json.dumps({"layer": "features.relu5_3", "channels": [
+        {"channel": c, "part": "eyes"} for c in range(32)]}))  # fmt: skip
+    f["dict32"] = str(root / "dict32.json")
+    run = root / "run2"
+    if not (run / "checkpoints" / "last.safetensors").is_file():
+        subprocess.run([sys.executable, "-m", "explainface", "train", "--config", "configs/cpu/vgg16_bn_softmax.yaml",
+                        "--out", str(run), *TINY], check=True, capture_output=True)  # fmt: skip
+    f["run2"] = str(run)
 
 
 def _metadata(path) -> dict[str, str]:
@@ -113,7 +146,7 @@ def _metadata(path) -> dict[str, str]:
 
 
 def cases(f: dict[str, str], out: Path) -> list[tuple[str, str, list[str], str]]:
-    """(name, expected, argv after `explainface`, issue-15 defect) for every case."""
+    """(name, expected, argv after `explainface`, the defect: issue 15's number, or 26.<item>) for every case."""
     o = str(out / "work")
     v = ["verify", "--model", f["ckpt"], "--out"]
     tr = ["train", "--config", "configs/cpu/vgg16_bn_softmax.yaml", "--out"]
@@ -245,6 +278,37 @@ def cases(f: dict[str, str], out: Path) -> list[tuple[str, str, list[str], str]]
             ["visualize", "--model", "/nonexistent.safetensors", "--images", "synthetic", "--out", o + "/vis"],
             "-",
         ),  # fmt: skip
+        *cases_26(f, o),
+    ]
+
+
+def cases_26(f: dict[str, str], o: str) -> list[tuple[str, str, list[str], str]]:
+    """Issue 26's cases (the defect column: 26.<item>)."""
+    img = sorted(Path(f["heldout"]).rglob("*.jpg"))
+    a, b = str(img[0]), str(img[1])
+    why = ["why", "--model", f["ckpt"], "--faces", f["heldout"], a, b, "--out"]
+    # a fresh copy of the fixture's 2-step run each time (main): a case that resumes it may change it
+    tr = ["train", "--config", "configs/cpu/vgg16_bn_softmax.yaml", "--out", o + "/run2", *TINY]
+    return [
+        ("train: resumed at lr 1e6 diverges", "error", [*tr, "optim.lr=1000000.0", "optim.max_steps=6"], "26.1"),
+        ("train: resumed with another width", "error", [*tr, "model.width=0.125", "optim.max_steps=4"], "26.2"),
+        ("train: a head too big for memory", "error",
+         ["train", "--config", "configs/cpu/vgg16_bn_softmax.yaml", "--out", o + "/big", *TINY,
+          "data.identities=1000000", "model.embedding_dim=50000"], "26.2"),  # fmt: skip
+        ("why: a 32-channel dictionary", "error", [*why, o + "/w1", "--dictionary", f["dict32"]], "26.2"),
+        ("why: threshold 2", "error", [*why, o + "/w2", "--threshold", "2"], "26.2"),
+        ("why: threshold nan", "error", [*why, o + "/w3", "--threshold", "nan"], "26.2"),
+        ("why: an empty verification result", "error", [*why, o + "/w4", "--verification", f["ver_empty"]], "26.2"),
+        ("why: a FIFO named x.jpg", "error", [*why[:-3], f["fifo_x"], b, "--out", o + "/w5"], "26.3"),
+        ("why: a FIFO dictionary", "error", [*why, o + "/w6", "--dictionary", f["fifo_dict"]], "26.3"),
+        ("why: a FIFO verification result", "error", [*why, o + "/w7", "--verification", f["fifo_ver"]], "26.3"),
+        ("verify: a FIFO pair file", "error",
+         ["verify", "--model", f["ckpt"], "--pairs", f["fifo_pairs"], "--out", o + "/v26"], "26.3"),  # fmt: skip
+        ("explain: a FIFO image among faces", "ok",
+         ["explain", "--model", f["ckpt"], "--faces", f["faces_with_fifo"], "--out", o + "/e26"], "26.3"),  # fmt: skip
+        ("experiment: an unknown method", "error", ["experiment", "--out", o + "/x1", "--methods", "foo"], "26.4"),
+        ("why: one image", "error", ["why", "--model", f["ckpt"], "--out", o + "/w8", a], "26.4"),
+        ("models: an unknown option", "error", ["models", "--bogus"], "26.4"),
     ]
 
 
@@ -279,6 +343,7 @@ def main() -> int:
     out = Path(args.out)
     f = fixtures(out.parent / "bad_inputs_fixtures")
     shutil.rmtree(out / "work", ignore_errors=True)
+    shutil.copytree(f["run2"], out / "work" / "run2")
     rows = []
     for name, expected, argv, defect in cases(f, out):
         if args.only and args.only not in name:
