@@ -71,7 +71,8 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
         raise ValueError(f"{os.fspath(p)!r}: cannot open ({e})") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
-        raise ValueError(f"{p}: {kind}, not a {what} (not read)")
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise ValueError(f"{p}: {kind}, not {article} {what} (not read)")
     return p
 
 
