@@ -47,3 +47,11 @@ def test_errors_have_one_form(tmp_path, argv, code, said):
     assert "Traceback" not in res.stderr
     if code == 2:
         assert "usage: explainface " + argv[0] in res.stderr
+
+
+@pytest.mark.parametrize(("word", "is_override"), [("optim.lr=0.01", True), ("regularizers=[]", True),
+                                                   ("--out=x", False), ("=1", False), ("x.jpg", False)])  # fmt: skip
+def test_a_key_value_word_after_an_option_is_an_override(word, is_override):
+    from explainface.cli.main import _is_override
+
+    assert _is_override(word) is is_override

@@ -83,8 +83,6 @@ class ResumableLog:
     error that says which differ. No path: nothing is kept."""
 
     def __init__(self, path: Path | None, settings: dict):
-        import json
-
         self.path, self.done = path, {}
         if path is None:
             return
@@ -118,9 +116,6 @@ class ResumableLog:
             path.write_text(json.dumps({"settings": settings}) + "\n")
 
     def add(self, key, record: dict) -> None:
-        import json
-        import os
-
         self.done[key] = record
         if self.path is None:
             return

@@ -61,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _is_override(word: str) -> bool:
-    """A ``section.key=value`` word (not an option)."""
+    """A ``key=value`` word (``optim.lr=0.01``, ``regularizers=[]``), not an option."""
     key, sep, _ = word.partition("=")
-    return bool(sep) and not word.startswith("-") and "." in key
+    return bool(sep) and bool(key) and not word.startswith("-")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

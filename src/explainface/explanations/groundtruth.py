@@ -115,8 +115,8 @@ def part_map(attribution: Attribution, labels: np.ndarray) -> np.ndarray:
 #: A method as the protocols run it: its label (the spec as given, e.g. "channels:baseline=mean") -> (registered
 #: name, options).
 Methods = dict[str, tuple[str, dict[str, Any]]]
-#: Options the protocols give methods unless the user does (none beyond the methods' defaults today: CorrRISE's
-#: 64 masks keep `why` under 5 s a pair on the CPU default network, benchmarks/attribution_speed.py).
+#: Options the protocols give methods unless the user does: CorrRISE's 64 masks (also its default since it keeps
+#: `why` under 5 s a pair; kept explicit so that a run's recorded settings name it).
 PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {"rise": {"masks": 64}}
 
 
@@ -176,10 +176,10 @@ def patch_record(ctx: PairContext, methods: Methods, pair: PlantedPair, index: i
     fresh = FRACTIONS[FRACTIONS > 0]
     batch = torch.cat([restored_images(pair.images[0], original, o, fresh) for o in distinct.values()])
     scores = _embed_all(model, batch, eb).reshape(len(distinct), len(fresh))
-    curve = {key: [pair.cos_after if f == 0 else None for f in FRACTIONS] for key in distinct}
+    curve = {}
     for key, row in zip(distinct, scores):
-        it = iter(row.tolist())
-        curve[key] = [v if v is not None else next(it) for v in curve[key]]
+        scored = iter(row.tolist())
+        curve[key] = [pair.cos_after if f == 0 else next(scored) for f in FRACTIONS]
     return {"same": pair.same, "cos_before": pair.cos_before, "cos_after": pair.cos_after,
             "planted_fraction": float(pair.mask.mean()), "curves": {k: curve[keys[k]] for k in orders}}  # fmt: skip
 

@@ -13,7 +13,7 @@ map is drawn; a `.parts.png` map is warped into the chip (nearest neighbour).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,31 +90,50 @@ def folder_samples(
     `faces.crop.model_cut`, "chip" for dlib_resnet).
     `limit` takes that many images, drawn with `seed` (all when None).
     """
-    from explainface.faces.crop import CROP_MODES, is_model_input_folder
+    from explainface.faces.crop import is_model_input_folder
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"face folder not found: {folder}")
+    files = find_images(folder)
+    if not files:
+        raise ValueError(f"{folder}: no face images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    yield from _file_samples(files, folder, size, crop, detector, landmarks, limit, seed, counts, progress,
+                             lambda: is_model_input_folder(folder), cut)  # fmt: skip
+
+
+def image_samples(paths, size: int, crop: str = "auto", detector: str = "hog", landmarks: str = "auto",
+                  limit: int | None = None, seed: int = 0, counts: SampleCounts | None = None, progress: bool = True,
+                  cut: str = "detect") -> Iterator[PartSample]:  # fmt: skip
+    """The faces of a list of image files (what `folder_samples` does for a folder's files; `crop="auto"`: "none"
+    for files of a synthetic export or crop cache, else `cut`). A missing file is skipped and counted."""
+    from explainface.faces.crop import is_model_input_folder
+
+    files = [Path(p) for p in paths]
+    if not files:
+        raise ValueError("faces: an empty list of images")
+    yield from _file_samples(files, None, size, crop, detector, landmarks, limit, seed, counts, progress,
+                             lambda: all(is_model_input_folder(f.parent) for f in files), cut)  # fmt: skip
+
+
+def _file_samples(files: list[Path], root: Path | None, size: int, crop: str, detector: str, landmarks: str,
+                  limit: int | None, seed: int, counts: SampleCounts | None, progress: bool,
+                  model_input: Callable[[], bool], cut: str) -> Iterator[PartSample]:  # fmt: skip
+    """The faces of image files (named relative to `root`, else by their path), `limit` of them drawn with `seed`;
+    `crop="auto"` is "none" when `model_input()` says they are model-input crops, else `cut`. Bad files are
+    skipped and counted."""
+    from explainface.faces.crop import CROP_MODES
+    from explainface.faces.detect import create_detector
+
     if crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {', '.join(map(repr, CROP_MODES))}, got {crop!r}")
     if landmarks not in ("auto", "file"):
         raise ValueError(f'landmarks must be "auto" or "file", got {landmarks!r}')
     if crop == "auto":
-        crop = "none" if is_model_input_folder(folder) else cut
-    files = find_images(folder)
-    if not files:
-        raise ValueError(f"{folder}: no face images ({', '.join(IMAGE_EXTENSIONS)}) found")
+        crop = "none" if model_input() else cut
     if limit is not None and limit < len(files):
         pick = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
         files = [files[i] for i in sorted(pick)]
-    yield from _file_samples(files, folder, size, crop, detector, landmarks, counts, progress)
-
-
-def _file_samples(files: list[Path], root: Path | None, size: int, crop: str, detector: str, landmarks: str,
-                  counts: SampleCounts | None, progress: bool) -> Iterator[PartSample]:  # fmt: skip
-    """The faces of image files (named relative to `root`, else by their path); bad files skipped and counted."""
-    from explainface.faces.detect import create_detector
-
     counts = counts if counts is not None else SampleCounts()
     det = create_detector(detector) if crop in ("detect", "chip") else None
     for path in tqdm(files, desc="faces", unit="img", disable=not progress):
@@ -127,26 +146,6 @@ def _file_samples(files: list[Path], root: Path | None, size: int, crop: str, de
             continue
         counts.add(sample.source)
         yield sample
-
-
-def image_samples(paths, size: int, crop: str = "auto", detector: str = "hog", landmarks: str = "auto",
-                  limit: int | None = None, seed: int = 0, counts: SampleCounts | None = None, progress: bool = True,
-                  cut: str = "detect") -> Iterator[PartSample]:  # fmt: skip
-    """The faces of a list of image files (what `folder_samples` does for a folder's files; `crop="auto"`: "none"
-    for files of a synthetic export or crop cache, else `cut`). A missing file is skipped and counted."""
-    from explainface.faces.crop import CROP_MODES, is_model_input_folder
-
-    files = [Path(p) for p in paths]
-    if not files:
-        raise ValueError("faces: an empty list of images")
-    if crop not in CROP_MODES:
-        raise ValueError(f"crop must be one of {', '.join(map(repr, CROP_MODES))}, got {crop!r}")
-    if crop == "auto":
-        crop = "none" if all(is_model_input_folder(f.parent) for f in files) else cut
-    if limit is not None and limit < len(files):
-        pick = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
-        files = [files[i] for i in sorted(pick)]
-    yield from _file_samples(files, None, size, crop, detector, landmarks, counts, progress)
 
 
 def face_sample(path: str | Path, size: int, crop: str = "auto", detector=None, landmarks: str = "auto",
